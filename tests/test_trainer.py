@@ -1,0 +1,147 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import TINY, tiny_config
+from tfssl import trainer
+from tfssl.errors import NonFiniteLossError, UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _losses(run):
+  return [metrics["loss"] for _, metrics in run.history]
+
+
+def test_supervised_one_replica_jit_loss_falls(tmp_path):
+  config = tiny_config("supervised", "train_steps=40", "jit_compile=true")
+  run = trainer.train(config, str(tmp_path))
+  losses = _losses(run)
+  assert all(np.isfinite(losses))
+  assert np.mean(losses[-2:]) < losses[0]
+  assert run.step == 40
+  assert tf.io.gfile.exists(os.path.join(tmp_path, "export", "hub", "40", "saved_model.pb"))
+  assert os.listdir(os.path.join(tmp_path, "summaries", "train"))
+  saved = json.load(open(os.path.join(tmp_path, "config.json")))
+  assert saved["model"] == "resnet10_v2" and saved["train_steps"] == 40
+
+
+def test_supervised_two_replicas_loss_falls(tmp_path, two_replica_strategy):
+  config = tiny_config("supervised", "train_steps=40", "jit_compile=true")
+  run = trainer.train(config, str(tmp_path), two_replica_strategy)
+  assert run.strategy.num_replicas_in_sync == 2
+  losses = _losses(run)
+  assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < losses[0]
+
+
+def test_sync_batch_norm_two_replicas(tmp_path, two_replica_strategy):
+  config = tiny_config("supervised", "train_steps=10", "sync_bn=true", "jit_compile=false")
+  run = trainer.train(config, str(tmp_path), two_replica_strategy)
+  assert all(np.isfinite(_losses(run)))
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+  trainer.train(tiny_config("supervised", "train_steps=20"), str(tmp_path))
+  resumed = trainer.train(tiny_config("supervised", "train_steps=30"), str(tmp_path))
+  assert resumed.history[0][0] == 25  # first loop after step 20
+  assert resumed.step == 30
+  assert os.path.exists(os.path.join(tmp_path, "config.resumed.json"))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  trainer.train(tiny_config("supervised", "train_steps=10"), str(tmp_path))
+  with pytest.raises(NonFiniteLossError, match="step 1[1-9]|step 20"):
+    trainer.train(tiny_config("supervised", "train_steps=20", "learning_rate=1e30"),
+                  str(tmp_path))
+  assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith("ckpt-10")
+
+
+def test_workdir_of_another_model_is_refused_untouched(tmp_path):
+  trainer.train(tiny_config("supervised", "train_steps=5"), str(tmp_path))
+  before = sorted(os.listdir(tmp_path))
+  config_before = open(os.path.join(tmp_path, "config.json")).read()
+  with pytest.raises(UserError, match="another configuration.*model"):
+    trainer.train(tiny_config("supervised", "train_steps=5", model="resnet10_v1"), str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == before
+  assert open(os.path.join(tmp_path, "config.json")).read() == config_before
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("method", "nope", "Unknown method 'nope'.*supervised"),
+    ("model", "resnet7", "Unknown model 'resnet7'.*resnet50_v2"),
+    ("dataset", "mnist_xl", "Unknown dataset 'mnist_xl'.*digits"),
+])
+def test_unknown_names(tmp_path, field, value, message):
+  with pytest.raises(UserError, match=message):
+    if field == "method":
+      tiny_config(value)
+    else:
+      trainer.train(tiny_config("supervised", **{field: value}), str(tmp_path))
+  assert not os.path.exists(os.path.join(tmp_path, "config.json"))
+
+
+def test_label_subset_too_large(tmp_path):
+  with pytest.raises(UserError, match="5000"):
+    trainer.train(tiny_config("supervised", "train_steps=5", labels="5000"), str(tmp_path))
+
+
+def test_batch_not_divisible_by_replicas(tmp_path, two_replica_strategy):
+  with pytest.raises(UserError, match="replicas"):
+    trainer.train(tiny_config("supervised", "train_steps=5", "batch_size=33"), str(tmp_path),
+                  two_replica_strategy)
+
+
+def test_run_eval_evaluates_each_checkpoint_once(tmp_path):
+  config = tiny_config("supervised", "train_steps=20", "keep_checkpoints=5",
+                       "eval_poll_seconds=0", "eval_timeout_seconds=1")
+  trainer.train(config, str(tmp_path))
+  results = trainer.run_eval(config, str(tmp_path))
+  assert list(results) == ["20"]  # the iterator starts from the newest checkpoint
+  assert 0.0 <= results["20"]["top1"] <= results["20"]["top5"] <= 1.0
+  assert results["20"]["num_examples"] == 360
+  again = trainer.run_eval(config, str(tmp_path))
+  assert again == results
+  saved = json.load(open(os.path.join(tmp_path, "eval", "results.json")))
+  assert saved["20"]["top5"] == results["20"]["top5"]
+
+
+def _cli(workdir, *extra):
+  return [sys.executable, "-m", "tfssl.trainer", "--method=supervised", "--model=resnet10_v2",
+          "--dataset=digits", f"--workdir={workdir}"] + [f"--config.{o}" for o in TINY] + list(extra)
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+  result = subprocess.run(_cli(tmp_path, "--dataset=imagenet", "--dataset_dir=/nonexistent"),
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 2
+  assert "error:" in result.stderr and "/nonexistent" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_killed_run_resumes_at_saved_step(tmp_path):
+  workdir = tmp_path / "run"
+  command = _cli(workdir, "--config.train_steps=1000", "--config.checkpoint_every_steps=50",
+                 "--config.steps_per_loop=20", "--config.keep_checkpoints=20")
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  checkpoints = workdir / "checkpoints"
+  deadline = time.time() + 120
+  while time.time() < deadline and process.poll() is None:
+    if tf.train.latest_checkpoint(str(checkpoints)):
+      break
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  saved_step = int(tf.train.latest_checkpoint(str(checkpoints)).rsplit("-", 1)[1])
+  assert 50 <= saved_step < 1000
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"at step {saved_step}" in result.stderr
+  assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == 1000

@@ -1,0 +1,163 @@
+"""Run configuration: global defaults, a method's own defaults, then `KEY=VALUE` overrides.
+
+Only the CLIs turn `--config.KEY=VALUE` flags into the override list; library code
+receives a finished `ml_collections.ConfigDict`.
+"""
+
+import ast
+import difflib
+import json
+
+import ml_collections
+
+from tfssl.errors import UserError
+
+# Keys that decide the shapes of the variables in a checkpoint: resuming a workdir
+# with other values would restore the wrong tensors (or fail half-way).
+STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset", "num_classes_override")
+
+
+def base_config():
+  """Defaults shared by every method (ImageNet-style supervised training)."""
+  c = ml_collections.ConfigDict()
+  c.method = "supervised"
+  c.model = "resnet50_v2"
+  c.dataset = "digits"
+  c.dataset_dir = ""
+  c.labels = "all"  # all | 1pct | 10pct | N | N_per_class | file:PATH
+  c.seed = 0
+  c.num_classes_override = 0  # 0: the dataset's number of classes
+
+  # Model.
+  c.image_size = 0  # 0: the dataset's default training size
+  c.model_width = 1.0  # width multiplier (Revisiting's filters_factor / 4)
+  c.sync_bn = False  # cross-replica batch norm
+  c.bn_momentum = 0.9
+  c.bn_epsilon = 1e-5
+
+  # Batches are global (summed over replicas); per-replica sizes are derived.
+  c.batch_size = 256
+  c.eval_batch_size = 256
+  c.shuffle_buffer = 10_000
+  c.crop_area_min = 0.08  # inception crop area range (crop_area_min, 1) of training images
+  c.cache_dataset = False
+
+  # Schedule: epochs count images of the (labelled) training stream.
+  c.train_epochs = 90.0
+  c.train_steps = 0  # > 0 overrides train_epochs
+  c.warmup_epochs = 5.0
+  c.lr_schedule = "piecewise"  # piecewise | cosine | constant
+  c.decay_epochs = (30.0, 60.0, 80.0)
+  c.decay_factor = 0.1
+  c.end_lr_factor = 0.0  # cosine decays to learning_rate * end_lr_factor
+
+  # Optimizer.
+  c.optimizer = "sgd"  # sgd | adam | adamw | lars
+  c.learning_rate = 0.1
+  c.lr_scaling = "linear"  # linear: lr * batch / lr_base_batch_size | sqrt: lr * sqrt(batch) | none
+  c.lr_base_batch_size = 256
+  c.momentum = 0.9
+  c.nesterov = False
+  c.adam_beta1 = 0.9
+  c.adam_beta2 = 0.999
+  c.adam_epsilon = 1e-8
+  c.lars_eta = 0.001
+  c.weight_decay = 1e-4
+  # l2: wd * sum(w**2) / 2 added to the loss, as the TF1 codebases did;
+  # decoupled: applied by the optimizer (AdamW, LARS).
+  c.weight_decay_mode = "l2"
+  c.weight_decay_skip_bias_and_bn = True
+  c.label_smoothing = 0.0
+
+  # Execution.
+  c.precision = "float32"  # float32 | mixed_bfloat16
+  c.jit_compile = True  # XLA-compile the per-replica step off TPU
+  c.steps_per_loop = 100  # train steps per host call
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.export_every_steps = 0  # 0: export only at the end
+  c.log_every_seconds = 10.0
+  c.summary_images = 16  # augmented training images written to TensorBoard at start
+
+  # The --run_eval job.
+  c.eval_poll_seconds = 30.0
+  c.eval_timeout_seconds = 3600.0  # stop following the workdir after this long without a new checkpoint
+  return c
+
+
+def build_config(method_cls, overrides=(), **fields):
+  """Global defaults + the method's defaults + `fields` + `KEY=VALUE` overrides."""
+  config = base_config()
+  with config.unlocked():
+    config.update(method_cls.default_config())
+  for key, value in fields.items():
+    if value is not None:
+      set_value(config, key, value)
+  apply_overrides(config, overrides)
+  config.lock()
+  return config
+
+
+def apply_overrides(config, overrides):
+  """Applies `KEY=VALUE` strings, each parsed to the type of the value it replaces."""
+  for override in overrides:
+    key, sep, text = override.partition("=")
+    if not sep:
+      raise UserError(f"Config override '{override}' is not of the form KEY=VALUE "
+                      "(e.g. --config.batch_size=512).")
+    key = key.strip()
+    set_value(config, key, parse_value(text, _current(config, key)))
+  return config
+
+
+def parse_value(text, current=None):
+  """Parses an override's text into the type of the value it replaces."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, (tuple, list)):
+    if not text.strip():
+      return ()
+    items = text.strip("()[] ").split(",")
+    return tuple(parse_value(item.strip()) for item in items if item.strip())
+  if isinstance(current, bool) or text.lower() in ("true", "false"):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise UserError(f"Expected true or false, got '{text}'.")
+    return text.lower() in ("true", "1")
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _current(config, key):
+  try:
+    return config[key]
+  except KeyError:
+    return None
+
+
+def set_value(config, key, value):
+  """Sets an existing key, converting ints to floats and scalars to tuples where needed."""
+  if key not in config:
+    close = difflib.get_close_matches(key, list(config.keys()), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UserError(f"Unknown config key '{key}'.{hint} Known keys: {', '.join(sorted(config.keys()))}.")
+  current = config[key]
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(current, tuple) and not isinstance(value, tuple):
+    value = tuple(value) if isinstance(value, list) else (value,)
+  try:
+    config[key] = value
+  except TypeError as e:
+    raise UserError(f"Config key '{key}' expects {type(current).__name__}, got {value!r}.") from e
+
+
+def to_json(config):
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def structural_mismatch(saved, config):
+  """Structural keys whose value in a saved config.json differs from `config`."""
+  return {key: (saved.get(key), config.get(key)) for key in STRUCTURAL_KEYS
+          if key in saved and saved.get(key) != config.get(key)}

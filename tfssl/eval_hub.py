@@ -1,0 +1,375 @@
+"""Scores an exported hub module: linear evaluation, fine-tuning or k-nearest neighbours.
+
+    python -m tfssl.eval_hub --hub_module=RUN/export/hub --dataset=digits \
+        --protocol=linear --workdir=EVAL
+
+`--hub_module` is a module dir or a run's `export/hub` dir (the newest step is taken);
+the module's `module_info.json` supplies the dataset and image size unless flags say
+otherwise. Writes WORKDIR/results.json and TensorBoard scalars, and prints a table.
+"""
+
+import json
+import os
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import flags
+from absl import logging
+
+from tfssl import cli
+from tfssl import config as config_lib
+from tfssl import datasets
+from tfssl import export as export_lib
+from tfssl import losses
+from tfssl import preprocess as pp
+from tfssl import report
+from tfssl.errors import UserError
+from tfssl.registry import Registry
+
+PROTOCOLS = Registry("protocol")
+
+
+def default_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 256
+  c.image_size = 0  # 0: the module's image size
+  # linear: L2-regularised logistic regression on frozen features; the regulariser is
+  # chosen on a held-out part of train, then the classifier is refit on all of train.
+  c.linear_l2_values = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
+  c.linear_epochs = 100
+  c.linear_batch_size = 1024
+  c.linear_learning_rate = 0.01
+  c.holdout_fraction = 0.1
+  # finetune: the whole network plus a new linear head.
+  c.finetune_epochs = 30.0
+  c.finetune_batch_size = 64
+  c.finetune_learning_rate = 0.01
+  c.finetune_momentum = 0.9
+  c.finetune_weight_decay = 0.0
+  c.finetune_head_learning_rate_mult = 1.0
+  # knn: cosine similarity, the k nearest vote with weights exp(sim / temperature).
+  c.knn_k = 20
+  c.knn_temperature = 0.07
+  return c
+
+
+class Task:
+  """A loaded module with the dataset it is evaluated on."""
+
+  def __init__(self, module_dir, dataset, dataset_dir, config):
+    self.module_dir = module_dir
+    self.info = export_lib.read_module_info(module_dir)
+    self.config = config
+    self.dataset_name = dataset or self.info.get("dataset")
+    if not self.dataset_name:
+      raise UserError(f"{module_dir} has no module_info.json naming its dataset: pass --dataset.")
+    dataset_dir = dataset_dir if dataset_dir is not None else (
+        self.info.get("dataset_dir") if self.dataset_name == self.info.get("dataset") else None)
+    self.source = datasets.get_source(self.dataset_name, dataset_dir=dataset_dir or None)
+    self.dataset_dir = dataset_dir
+    self.image_size = config.image_size or self.info.get("image_size") or self.source.image_size
+    self.module = tf.saved_model.load(module_dir)
+
+  def eval_preprocess(self, features):
+    return {"image": pp.eval_crop(features["image"], self.image_size),
+            "label": features["label"], "id": features["id"]}
+
+  def features(self, split, representations):
+    """Frozen features of every example of `split`: ({name: [N, D]}, labels, ids)."""
+    dataset = datasets.eval_dataset(self.source, split=split, batch_size=self.config.batch_size,
+                                    preprocess_fn=self.eval_preprocess)
+    represent = tf.function(lambda images: self.module(images, training=False))
+    outputs = {name: [] for name in representations}
+    labels, ids = [], []
+    for batch in dataset:
+      keep = batch["mask"].numpy() > 0
+      reps = represent(batch["image"])
+      for name in representations:
+        if name not in reps:
+          raise UserError(f"Module {self.module_dir} has no representation '{name}'. "
+                          f"It has: {', '.join(sorted(reps))}.")
+        outputs[name].append(pool_features(reps[name]).numpy()[keep])
+      labels.append(batch["label"].numpy()[keep])
+      ids.append(batch["id"].numpy()[keep])
+    return ({k: np.concatenate(v) for k, v in outputs.items()}, np.concatenate(labels),
+            np.concatenate(ids))
+
+
+def pool_features(features):
+  """Spatial taps are averaged over space so every representation is [N, D]."""
+  if features.shape.rank == 4:
+    return tf.reduce_mean(features, axis=[1, 2])
+  return tf.reshape(features, [tf.shape(features)[0], -1])
+
+
+def top_k_accuracy(scores, labels, k):
+  k = min(k, scores.shape[1])
+  top = np.argsort(-scores, axis=1)[:, :k]
+  return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+# --- linear -----------------------------------------------------------------------
+
+
+def fit_linear_classifiers(features, labels, num_classes, l2_values, epochs, batch_size,
+                           learning_rate, seed=0):
+  """Trains one softmax classifier per L2 value at once; returns (weights [K,D,C], biases [K,C])."""
+  features = tf.constant(features, tf.float32)
+  labels = tf.constant(labels, tf.int32)
+  num_examples, dim = features.shape
+  l2 = tf.constant(l2_values, tf.float32)
+  num_models = len(l2_values)
+  weights = tf.Variable(tf.zeros([num_models, dim, num_classes]))
+  biases = tf.Variable(tf.zeros([num_models, num_classes]))
+  batch_size = min(batch_size, num_examples)
+  steps_per_epoch = max(num_examples // batch_size, 1)
+  total_steps = epochs * steps_per_epoch
+  schedule = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+  optimizer = keras.optimizers.Adam(schedule)
+
+  @tf.function(jit_compile=True)
+  def gradients(x, y):
+    with tf.GradientTape() as tape:
+      logits = tf.einsum("nd,kdc->knc", x, weights) + biases[:, None, :]
+      ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          tf.broadcast_to(y, [num_models, tf.shape(y)[0]]), logits), axis=1)
+      penalty = 0.5 * l2 * tf.reduce_sum(tf.square(weights), axis=[1, 2])
+      loss = tf.reduce_sum(ce + penalty)
+    return tape.gradient(loss, [weights, biases])
+
+  @tf.function
+  def train(order):
+    for step in tf.range(total_steps):
+      start = (step % steps_per_epoch) * batch_size
+      index = order[step // steps_per_epoch][start:start + batch_size]
+      grads = gradients(tf.gather(features, index), tf.gather(labels, index))
+      optimizer.apply_gradients(zip(grads, [weights, biases]))
+
+  rng = np.random.RandomState(seed)
+  order = np.stack([rng.permutation(num_examples) for _ in range(epochs)])
+  train(tf.constant(order, tf.int32))
+  return weights.numpy(), biases.numpy()
+
+
+def linear_scores(features, weights, biases):
+  return np.einsum("nd,kdc->knc", features, weights) + biases[:, None, :]
+
+
+def standardize(train, *others):
+  mean, std = train.mean(0), train.std(0) + 1e-6
+  return [(x - mean) / std for x in (train,) + others]
+
+
+@PROTOCOLS.register("linear")
+def linear_protocol(task, representation):
+  config = task.config
+  (train_feats,), train_labels, _ = _single(task.features(task.source.train_split, [representation]))
+  (test_feats,), test_labels, _ = _single(task.features(task.source.eval_split, [representation]))
+  num_classes = task.info.get("num_classes_eval") or task.source.num_classes
+  rng = np.random.RandomState(config.seed)
+  order = rng.permutation(len(train_labels))
+  num_holdout = max(int(len(order) * config.holdout_fraction), 1)
+  fit_idx, holdout_idx = order[num_holdout:], order[:num_holdout]
+  fit_args = dict(epochs=config.linear_epochs, batch_size=config.linear_batch_size,
+                  learning_rate=config.linear_learning_rate, seed=config.seed)
+
+  fit_x, holdout_x = standardize(train_feats[fit_idx], train_feats[holdout_idx])
+  weights, biases = fit_linear_classifiers(fit_x, train_labels[fit_idx], num_classes,
+                                           config.linear_l2_values, **fit_args)
+  holdout_scores = linear_scores(holdout_x, weights, biases)
+  holdout_acc = [top_k_accuracy(s, train_labels[holdout_idx], 1) for s in holdout_scores]
+  best = int(np.argmax(holdout_acc))
+  best_l2 = config.linear_l2_values[best]
+  logging.info("linear: held-out top-1 per L2 %s -> %s", dict(zip(config.linear_l2_values,
+                                                                  holdout_acc)), best_l2)
+
+  train_x, test_x = standardize(train_feats, test_feats)
+  weights, biases = fit_linear_classifiers(train_x, train_labels, num_classes, [best_l2],
+                                           **fit_args)
+  scores = linear_scores(test_x, weights, biases)[0]
+  return {"top1": top_k_accuracy(scores, test_labels, 1),
+          "top5": top_k_accuracy(scores, test_labels, 5),
+          "num_examples": int(len(test_labels)), "l2": best_l2,
+          "holdout_top1": holdout_acc[best]}
+
+
+def _single(result):
+  features, labels, ids = result
+  return list(features.values()), labels, ids
+
+
+# --- knn ----------------------------------------------------------------------------
+
+
+def knn_scores(train_feats, train_labels, test_feats, num_classes, k, temperature, chunk=1024):
+  """Class scores of weighted cosine k-NN (weights exp(sim / temperature))."""
+  train = train_feats / (np.linalg.norm(train_feats, axis=1, keepdims=True) + 1e-12)
+  test = test_feats / (np.linalg.norm(test_feats, axis=1, keepdims=True) + 1e-12)
+  k = min(k, len(train))
+  scores = np.zeros([len(test), num_classes], np.float32)
+  for start in range(0, len(test), chunk):
+    sims = test[start:start + chunk] @ train.T
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    near_sims = np.take_along_axis(sims, nearest, axis=1)
+    weights = np.exp(near_sims / temperature)
+    votes = np.zeros([len(sims), num_classes], np.float32)
+    np.add.at(votes, (np.arange(len(sims))[:, None], train_labels[nearest]), weights)
+    scores[start:start + chunk] = votes
+  return scores
+
+
+@PROTOCOLS.register("knn")
+def knn_protocol(task, representation):
+  (train_feats,), train_labels, _ = _single(task.features(task.source.train_split, [representation]))
+  (test_feats,), test_labels, _ = _single(task.features(task.source.eval_split, [representation]))
+  scores = knn_scores(train_feats, train_labels, test_feats, task.source.num_classes,
+                      task.config.knn_k, task.config.knn_temperature)
+  return {"top1": top_k_accuracy(scores, test_labels, 1),
+          "top5": top_k_accuracy(scores, test_labels, 5),
+          "num_examples": int(len(test_labels)), "k": task.config.knn_k}
+
+
+# --- finetune ------------------------------------------------------------------------
+
+
+@PROTOCOLS.register("finetune")
+def finetune_protocol(task, representation, labels="all"):
+  config = task.config
+  source = task.source
+  ids, all_labels = source.labels_and_ids(source.train_split)
+  keep_ids = None
+  num_train = len(ids)
+  if labels != "all":
+    keep_ids = datasets.select_labelled_ids(labels, ids, all_labels, source.num_classes,
+                                            seed=config.seed, dataset_name=task.dataset_name,
+                                            dataset_dir=task.dataset_dir or None)
+    num_train = len(keep_ids)
+  batch_size = min(config.finetune_batch_size, num_train)
+  steps = max(int(config.finetune_epochs * num_train / batch_size), 1)
+  image_size = task.image_size
+
+  def train_preprocess(features, seed):
+    return {"image": pp.supervised_train(features["image"], seed, image_size),
+            "label": features["label"]}
+
+  dataset = datasets.train_dataset(source, batch_size=batch_size, preprocess_fn=train_preprocess,
+                                   keep_ids=keep_ids, seed=config.seed)
+  module = task.module
+  head = keras.layers.Dense(source.num_classes, kernel_initializer="zeros")
+  sample = module(tf.zeros([1, image_size, image_size, 3]), training=False)
+  if representation not in sample:
+    raise UserError(f"Module {task.module_dir} has no representation '{representation}'.")
+  head.build([None, pool_features(sample[representation]).shape[-1]])
+  backbone_vars = list(module.trainable_variables)
+  schedule = keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, steps)
+  optimizer = keras.optimizers.SGD(schedule, momentum=config.finetune_momentum)
+  head_optimizer = keras.optimizers.SGD(
+      lambda: schedule(optimizer.iterations) * config.finetune_head_learning_rate_mult,
+      momentum=config.finetune_momentum)
+
+  @tf.function
+  def train_step(batch):
+    with tf.GradientTape() as tape:
+      reps = module(batch["image"], training=True)
+      logits = head(pool_features(reps[representation]))
+      loss = tf.reduce_mean(losses.softmax_cross_entropy(logits, batch["label"],
+                                                         source.num_classes))
+      if config.finetune_weight_decay:
+        loss += config.finetune_weight_decay * tf.add_n(
+            [tf.nn.l2_loss(v) for v in backbone_vars if len(v.shape) > 1])
+    grads = tape.gradient(loss, backbone_vars + head.trainable_variables)
+    optimizer.apply_gradients(zip(grads[:len(backbone_vars)], backbone_vars))
+    head_optimizer.apply_gradients(zip(grads[len(backbone_vars):], head.trainable_variables))
+    return loss
+
+  start = time.time()
+  for step, batch in enumerate(dataset.take(steps)):
+    loss = train_step(batch)
+    if step % 100 == 0 or step == steps - 1:
+      logging.info("finetune step %d/%d loss %.4f (%.1fs)", step + 1, steps, float(loss),
+                   time.time() - start)
+
+  eval_data = datasets.eval_dataset(source, split=source.eval_split,
+                                    batch_size=config.batch_size,
+                                    preprocess_fn=task.eval_preprocess)
+  scores, test_labels = [], []
+  predict = tf.function(lambda images: head(pool_features(
+      module(images, training=False)[representation])))
+  for batch in eval_data:
+    keep = batch["mask"].numpy() > 0
+    scores.append(predict(batch["image"]).numpy()[keep])
+    test_labels.append(batch["label"].numpy()[keep])
+  scores, test_labels = np.concatenate(scores), np.concatenate(test_labels)
+  return {"top1": top_k_accuracy(scores, test_labels, 1),
+          "top5": top_k_accuracy(scores, test_labels, 5),
+          "num_examples": int(len(test_labels)), "labels": labels, "steps": steps}
+
+
+# --- driver ---------------------------------------------------------------------------
+
+
+def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
+             representation="default", labels="all", config=None):
+  """Runs one protocol on one module; writes WORKDIR/results.json; returns the results."""
+  protocol_fn = PROTOCOLS.get(protocol)
+  config = config or default_config()
+  module_dir = export_lib.resolve_module_dir(hub_module)
+  task = Task(module_dir, dataset, dataset_dir, config)
+  representations = (list(task.info.get("outputs", {})) if representation == "all"
+                     else [r.strip() for r in representation.split(",")])
+  rows = []
+  for name in representations:
+    if name == "logits" and representation == "all":
+      continue
+    kwargs = {"labels": labels} if protocol == "finetune" else {}
+    result = protocol_fn(task, name, **kwargs)
+    rows.append(dict(result, protocol=protocol, dataset=task.dataset_name,
+                     representation=name, hub_module=module_dir))
+  tf.io.gfile.makedirs(workdir)
+  results_path = os.path.join(workdir, "results.json")
+  with tf.io.gfile.GFile(results_path, "w") as f:
+    json.dump(rows if len(rows) > 1 else rows[0], f, indent=2, sort_keys=True)
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "summaries"))
+  step = int(task.info.get("step", 0))
+  with writer.as_default():
+    for row in rows:
+      for metric in ("top1", "top5"):
+        tf.summary.scalar(f"{protocol}/{row['representation']}/{metric}", row[metric], step=step)
+  writer.flush()
+  print(report.format_rows(rows))
+  return rows if len(rows) > 1 else rows[0]
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Only the command line defines flags, so the library can be imported anywhere."""
+  flags.DEFINE_string("hub_module", None, "Module dir, or a run's export/hub dir (newest taken).")
+  flags.DEFINE_string("protocol", "linear", "linear | finetune | knn.")
+  flags.DEFINE_string("dataset", None, "Dataset (default: the module's).")
+  flags.DEFINE_string("dataset_dir", None, "Dataset files.")
+  flags.DEFINE_string("representation", "default", "Output name, comma list, or 'all'.")
+  flags.DEFINE_string("labels", "all", "Label subset for finetune: all | 1pct | 10pct | N | ...")
+  flags.DEFINE_string("workdir", None, "Where results.json and summaries go.")
+
+
+
+def main(argv, overrides):
+  del argv
+  if not FLAGS.workdir:
+    raise UserError("--workdir is required: where results.json is written.")
+  PROTOCOLS.get(FLAGS.protocol)
+  config = config_lib.apply_overrides(default_config(), overrides)
+  evaluate(FLAGS.hub_module, FLAGS.protocol, FLAGS.workdir, dataset=FLAGS.dataset,
+           dataset_dir=FLAGS.dataset_dir, representation=FLAGS.representation,
+           labels=FLAGS.labels, config=config)
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)

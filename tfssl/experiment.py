@@ -1,0 +1,88 @@
+"""Resolves a config into what a run needs, checking every name and path up front.
+
+Everything here is cheap compared to training, so bad input fails before any model
+is built and before anything is written to the workdir.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfssl import config as config_lib
+from tfssl import datasets
+from tfssl import methods
+from tfssl import models
+from tfssl.errors import UserError
+
+
+@dataclasses.dataclass
+class Experiment:
+  config: Any
+  method_cls: type
+  source: Any
+  num_classes: int
+  image_size: int
+  labelled_ids: Optional[np.ndarray]  # None: every training example is labelled
+  num_labelled: int
+  steps_per_epoch: int
+  total_steps: int
+
+  def new_method(self):
+    return self.method_cls(self.config, self.num_classes, self.image_size)
+
+
+def resolve(config):
+  """Validates names, dataset and label subset; computes the schedule length."""
+  method_cls = methods.get_method(config.method)
+  models.MODELS.get(config.model)
+  source = datasets.get_source(config.dataset, dataset_dir=config.dataset_dir or None)
+  num_classes = config.num_classes_override or source.num_classes
+  image_size = config.image_size or source.image_size
+
+  ids, labels = source.labels_and_ids(source.train_split)
+  if config.labels == "all":
+    labelled_ids, num_labelled = None, len(ids)
+  else:
+    labelled_ids = datasets.select_labelled_ids(
+        config.labels, ids, labels, source.num_classes, seed=config.seed,
+        dataset_name=config.dataset, dataset_dir=config.dataset_dir or None)
+    num_labelled = len(labelled_ids)
+
+  if config.batch_size <= 0:
+    raise UserError(f"batch_size must be positive, got {config.batch_size}.")
+  steps_per_epoch = max(num_labelled // config.batch_size, 1)
+  if config.train_steps > 0:
+    total_steps = int(config.train_steps)
+  else:
+    total_steps = max(int(round(config.train_epochs * steps_per_epoch)), 1)
+  return Experiment(config=config, method_cls=method_cls, source=source,
+                    num_classes=num_classes, image_size=image_size,
+                    labelled_ids=labelled_ids, num_labelled=num_labelled,
+                    steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+
+
+def check_batch_divides(batch_size, num_replicas, what="batch_size"):
+  if batch_size % num_replicas:
+    raise UserError(f"{what}={batch_size} does not split evenly over {num_replicas} replicas; "
+                    f"use a multiple of {num_replicas}.")
+
+
+def check_workdir(workdir, config):
+  """Refuses a workdir whose run has another method/model/dataset; returns its saved config."""
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    saved = json.load(f)
+  mismatch = config_lib.structural_mismatch(saved, config)
+  if mismatch:
+    details = ", ".join(f"{k}: workdir has {a!r}, this run asks for {b!r}"
+                        for k, (a, b) in mismatch.items())
+    raise UserError(f"Workdir {workdir} holds a run of another configuration ({details}). "
+                    "Its checkpoints cannot be resumed with this config: use a new --workdir, "
+                    "or repeat the original flags to resume it. Nothing was changed.")
+  return saved

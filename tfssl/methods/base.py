@@ -1,0 +1,179 @@
+"""The method contract: per-replica code that the single trainer runs on any strategy.
+
+A method builds its Keras models (inside the strategy scope), turns one example into
+what its batch holds (inside tf.data), computes loss and metrics for one per-replica
+batch and says which representations it exports. It never calls the strategy itself
+and reads no flags.
+
+Metric convention: every value a method returns from `compute_loss` is that replica's
+contribution to the *global*-batch average (sum over the replica's examples divided by
+the global batch size), so the trainer sums them across replicas. Gradients of the
+loss are summed across replicas by the optimizer, which then equals the gradient of
+the global-batch mean.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import models
+from tfssl import optim
+from tfssl import preprocess as pp
+from tfssl.registry import Registry
+
+METHODS = Registry("method")
+
+
+def get_method(name):
+  return METHODS.get(name)
+
+
+def global_mean(per_example, global_batch_size):
+  """This replica's share of the mean over the global batch."""
+  return tf.reduce_sum(tf.cast(per_example, tf.float32)) / tf.cast(global_batch_size, tf.float32)
+
+
+def top_k_correct(logits, labels, k):
+  """1.0 where the label is among the k largest logits."""
+  k = min(k, logits.shape[-1])
+  return tf.cast(tf.math.in_top_k(tf.cast(labels, tf.int32), tf.cast(logits, tf.float32), k),
+                 tf.float32)
+
+
+class Method:
+  """Base class; subclasses register with `@METHODS.register(name)`."""
+
+  # "single": batches are {"image", "label"}; "two_streams": {"sup": {...}, "unsup": {...}}.
+  input_mode = "single"
+
+  @classmethod
+  def default_config(cls):
+    """Keys the method adds to, or defaults it changes in, the global config."""
+    return {}
+
+  def __init__(self, config, num_classes, image_size):
+    self.config = config
+    self.num_classes = num_classes
+    self.image_size = image_size
+    self.jit_compile = config.jit_compile
+    self._compiled_gradients = None
+
+  # --- models ---------------------------------------------------------------
+
+  def build(self):
+    """Creates the Keras models; called inside `strategy.scope()`."""
+    self.backbone = models.build_model(
+        self.config.model, image_size=self.image_size, width=self.config.model_width,
+        sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
+        bn_epsilon=self.config.bn_epsilon)
+    self.feature_dim = self.backbone(
+        tf.zeros((1, self.image_size, self.image_size, 3)), training=False)["default"].shape[-1]
+
+  def trackables(self):
+    """Named objects whose variables make up the method's state (checkpointed and exported)."""
+    return {"backbone": self.backbone}
+
+  @property
+  def trainable_variables(self):
+    variables = []
+    for obj in self.trackables().values():
+      variables.extend(obj.trainable_variables)
+    return variables
+
+  @property
+  def variables(self):
+    variables = []
+    for obj in self.trackables().values():
+      variables.extend(obj.variables)
+    return variables
+
+  def representations(self, images, training=False):
+    """The exported dict: `default` (pre-logits) plus named taps (and `logits` if any)."""
+    return dict(self.backbone(images, training=training))
+
+  # --- input ----------------------------------------------------------------
+
+  def train_preprocess(self, features, seed):
+    """One training example -> what the batch holds (runs inside tf.data)."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = pp.inception_crop(features["image"], crop_seed, self.image_size,
+                              area_range=(self.config.crop_area_min, 1.0))
+    return {"image": pp.random_flip(image, flip_seed), "label": features["label"]}
+
+  def unsup_preprocess(self, features, seed):
+    """One example of the unlabelled stream (two-stream methods)."""
+    return self.train_preprocess(features, seed)
+
+  def eval_preprocess(self, features):
+    return {"image": pp.eval_crop(features["image"], self.image_size), "label": features["label"]}
+
+  def summary_images(self, batch):
+    """Images for the TensorBoard grid of augmented training inputs."""
+    if self.input_mode == "two_streams":
+      batch = batch["sup"]
+    images = batch["image"]
+    return tf.reshape(images, [-1] + images.shape[-3:].as_list())
+
+  # --- training -------------------------------------------------------------
+
+  def compute_loss(self, batch, training=True):
+    """(loss, metrics) for one per-replica batch; see the module docstring."""
+    raise NotImplementedError
+
+  def weight_decay_loss(self):
+    """The L2 term, split over replicas because their gradients are summed."""
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return optim.loss_weight_decay(self.config, self.trainable_variables) / replicas
+
+  def gradients(self, batch):
+    variables = self.trainable_variables
+    with tf.GradientTape() as tape:
+      loss, metrics = self.compute_loss(batch, training=True)
+      wd_loss = self.weight_decay_loss()
+      total = loss + wd_loss
+    grads = tape.gradient(total, variables)
+    metrics = dict(metrics, loss=loss, weight_decay_loss=wd_loss)
+    return grads, metrics
+
+  def train_step(self, batch, optimizer):
+    """One per-replica step: XLA-compiled gradients, then the strategy-aware update."""
+    if self._compiled_gradients is None:
+      self._compiled_gradients = tf.function(self.gradients, jit_compile=self.jit_compile)
+    grads, metrics = self._compiled_gradients(batch)
+    optimizer.apply_gradients(zip(grads, self.trainable_variables))
+    self.after_step()
+    return metrics
+
+  def after_step(self):
+    """Runs after each update (EMA teachers, queues)."""
+    return None
+
+  # --- evaluation -----------------------------------------------------------
+
+  def eval_metrics(self, batch):
+    """Summed top-1/top-5 hits and example count of the method's own classifier."""
+    reps = self.representations(batch["image"], training=False)
+    if "logits" not in reps:
+      return {}
+    mask = batch["mask"]
+    return {
+        "top1": tf.reduce_sum(top_k_correct(reps["logits"], batch["label"], 1) * mask),
+        "top5": tf.reduce_sum(top_k_correct(reps["logits"], batch["label"], 5) * mask),
+        "count": tf.reduce_sum(mask),
+    }
+
+
+class ClassifierHead(keras.layers.Layer):
+  """Linear classifier on pre-logits features, computed in float32."""
+
+  def __init__(self, num_classes, zero_init=False, **kwargs):
+    super().__init__(**kwargs)
+    self.dense = keras.layers.Dense(
+        num_classes, dtype="float32",
+        kernel_initializer="zeros" if zero_init else "glorot_uniform")
+
+  def build(self, input_shape):
+    self.dense.build(input_shape)
+    self.built = True
+
+  def call(self, features):
+    return self.dense(tf.cast(features, tf.float32))

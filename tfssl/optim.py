@@ -1,0 +1,175 @@
+"""Optimizers, learning-rate schedules and weight decay (Keras 3 optimizer API only)."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfssl.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
+_NOT_DECAYED_NAMES = ("bias", "gamma", "beta")
+
+
+def variable_short_name(variable):
+  """`kernel` for a variable whose path is `resnet/conv1/kernel` (Keras 3 or tf.Variable)."""
+  name = getattr(variable, "path", None) or variable.name
+  return name.split("/")[-1].split(":")[0]
+
+
+def is_decayed(variable, skip_bias_and_bn=True):
+  """Biases and batch-norm scales/offsets are exempt from weight decay (and LARS)."""
+  return not (skip_bias_and_bn and variable_short_name(variable) in _NOT_DECAYED_NAMES)
+
+
+def l2_weight_decay(variables, weight_decay, skip_bias_and_bn=True):
+  """wd * sum(w**2) / 2 over decayed variables, the TF1 `l2_regularizer` convention."""
+  decayed = [v for v in variables if is_decayed(v, skip_bias_and_bn)]
+  if not decayed or not weight_decay:
+    return tf.constant(0.0)
+  return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in decayed])
+
+
+def scaled_learning_rate(config, global_batch_size):
+  """Base learning rate scaled with the batch: linear (lr*B/base) or sqrt (lr*sqrt(B))."""
+  if config.lr_scaling == "linear":
+    return config.learning_rate * global_batch_size / config.lr_base_batch_size
+  if config.lr_scaling == "sqrt":
+    return config.learning_rate * math.sqrt(global_batch_size)
+  if config.lr_scaling == "none":
+    return config.learning_rate
+  raise UserError(f"Unknown lr_scaling '{config.lr_scaling}'. Known: linear, sqrt, none.")
+
+
+class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine, piecewise or constant."""
+
+  def __init__(self, peak, total_steps, warmup_steps=0, kind="cosine", boundaries=(),
+               decay_factor=0.1, end_factor=0.0):
+    if kind not in ("cosine", "piecewise", "constant"):
+      raise UserError(f"Unknown lr_schedule '{kind}'. Known: cosine, piecewise, constant.")
+    self.peak = float(peak)
+    self.total_steps = int(total_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.kind = kind
+    self.boundaries = tuple(int(b) for b in boundaries)
+    self.decay_factor = float(decay_factor)
+    self.end_factor = float(end_factor)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    if self.kind == "cosine":
+      decay_steps = max(self.total_steps - self.warmup_steps, 1)
+      progress = tf.clip_by_value((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
+      cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+      decayed = self.peak * (self.end_factor + (1.0 - self.end_factor) * cosine)
+    elif self.kind == "piecewise":
+      num_passed = tf.add_n([tf.cast(step >= b, tf.float32) for b in self.boundaries]
+                            or [tf.constant(0.0)])
+      decayed = self.peak * tf.pow(self.decay_factor, num_passed)
+    else:
+      decayed = tf.constant(self.peak)
+    if self.warmup_steps > 0:
+      warmup = self.peak * step / self.warmup_steps
+      return tf.where(step < self.warmup_steps, warmup, decayed)
+    return decayed
+
+  def get_config(self):
+    return dict(peak=self.peak, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                kind=self.kind, boundaries=self.boundaries, decay_factor=self.decay_factor,
+                end_factor=self.end_factor)
+
+
+def build_schedule(config, global_batch_size, steps_per_epoch, total_steps):
+  return WarmupThenDecay(
+      peak=scaled_learning_rate(config, global_batch_size),
+      total_steps=total_steps,
+      warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+      kind=config.lr_schedule,
+      boundaries=[round(e * steps_per_epoch) for e in config.decay_epochs],
+      decay_factor=config.decay_factor,
+      end_factor=config.end_lr_factor)
+
+
+class LARS(keras.optimizers.Optimizer):
+  """Layer-wise adaptive rate scaling (You et al. 2017) with momentum, as SimCLR uses it.
+
+  Weight decay is added to the gradient before the trust ratio; biases and batch-norm
+  parameters get neither weight decay nor the trust ratio.
+  """
+
+  def __init__(self, learning_rate, momentum=0.9, weight_decay_rate=0.0, eta=0.001,
+               nesterov=False, skip_bias_and_bn=True, name="lars", **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.momentum = momentum
+    self.weight_decay_rate = weight_decay_rate
+    self.eta = eta
+    self.nesterov = nesterov
+    self.skip_bias_and_bn = skip_bias_and_bn
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self._velocities = [self.add_variable_from_reference(v, "velocity") for v in variables]
+
+  def update_step(self, gradient, variable, learning_rate):
+    learning_rate = tf.cast(learning_rate, variable.dtype)
+    velocity = self._velocities[self._get_variable_index(variable)]
+    if is_decayed(variable, self.skip_bias_and_bn):
+      gradient = gradient + self.weight_decay_rate * variable
+      weight_norm = tf.norm(variable)
+      grad_norm = tf.norm(gradient)
+      trust_ratio = tf.where(
+          (weight_norm > 0) & (grad_norm > 0), self.eta * weight_norm / grad_norm, 1.0)
+      learning_rate = learning_rate * trust_ratio
+    new_velocity = self.momentum * velocity + learning_rate * gradient
+    self.assign(velocity, new_velocity)
+    if self.nesterov:
+      update = self.momentum * new_velocity + learning_rate * gradient
+    else:
+      update = new_velocity
+    self.assign_sub(variable, update)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, weight_decay_rate=self.weight_decay_rate,
+                  eta=self.eta, nesterov=self.nesterov, skip_bias_and_bn=self.skip_bias_and_bn)
+    return config
+
+
+def build_optimizer(config, learning_rate):
+  """The configured Keras 3 optimizer; decoupled weight decay lives here, L2 in the loss."""
+  decoupled_wd = config.weight_decay if config.weight_decay_mode == "decoupled" else 0.0
+  if config.weight_decay_mode not in ("l2", "decoupled"):
+    raise UserError(f"Unknown weight_decay_mode '{config.weight_decay_mode}'. Known: l2, decoupled.")
+  name = config.optimizer
+  if name == "sgd":
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum,
+                                     nesterov=config.nesterov,
+                                     weight_decay=decoupled_wd or None)
+  elif name in ("adam", "adamw"):
+    cls = keras.optimizers.AdamW if name == "adamw" else keras.optimizers.Adam
+    kwargs = dict(beta_1=config.adam_beta1, beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
+    if name == "adamw":
+      # AdamW's decay is decoupled by definition, whatever weight_decay_mode says.
+      kwargs["weight_decay"] = config.weight_decay
+    elif decoupled_wd:
+      kwargs["weight_decay"] = decoupled_wd
+    optimizer = cls(learning_rate, **kwargs)
+  elif name == "lars":
+    return LARS(learning_rate, momentum=config.momentum, weight_decay_rate=decoupled_wd,
+                eta=config.lars_eta, nesterov=config.nesterov,
+                skip_bias_and_bn=config.weight_decay_skip_bias_and_bn)
+  else:
+    raise UserError(f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}.")
+  if config.weight_decay_skip_bias_and_bn and optimizer.weight_decay:
+    optimizer.exclude_from_weight_decay(var_names=list(_NOT_DECAYED_NAMES))
+  return optimizer
+
+
+def loss_weight_decay(config, variables):
+  """The L2 term to add to the loss (zero when decay is decoupled into the optimizer)."""
+  if config.weight_decay_mode != "l2" or config.optimizer == "adamw":
+    return tf.constant(0.0)
+  return l2_weight_decay(variables, config.weight_decay, config.weight_decay_skip_bias_and_bn)

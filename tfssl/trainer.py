@@ -1,0 +1,418 @@
+"""The single trainer: any registered method on TPU, GPUs or CPU through `tf.distribute`.
+
+    python -m tfssl.trainer --method=supervised --model=resnet18_v2 --dataset=digits \
+        --workdir=/tmp/run --config.train_steps=500
+    python -m tfssl.trainer ... --run_eval   # follows the workdir's checkpoints, evaluates each
+
+Workdir layout: config.json, checkpoints/, summaries/{train,eval}/, export/hub/<step>/,
+eval/results.json.
+"""
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags
+from absl import logging
+
+from tfssl import cli
+from tfssl import config as config_lib
+from tfssl import datasets
+from tfssl import distribute
+from tfssl import experiment as experiment_lib
+from tfssl import export as export_lib
+from tfssl import methods
+from tfssl import optim
+from tfssl.errors import NonFiniteLossError, UserError
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def workdir_paths(workdir):
+  return {
+      "config": os.path.join(workdir, "config.json"),
+      "checkpoints": os.path.join(workdir, "checkpoints"),
+      "train_summaries": os.path.join(workdir, "summaries", "train"),
+      "eval_summaries": os.path.join(workdir, "summaries", "eval"),
+      "export": os.path.join(workdir, "export", "hub"),
+      "eval_results": os.path.join(workdir, "eval", "results.json"),
+  }
+
+
+def _set_precision(config):
+  if config.precision not in ("float32", "mixed_bfloat16"):
+    raise UserError(f"Unknown precision '{config.precision}'. Known: float32, mixed_bfloat16.")
+  keras.mixed_precision.set_global_policy(config.precision)
+
+
+def _write_json(path, obj):
+  """Writes via a temporary file so a killed job never leaves half a file."""
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=str)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _read_json(path, default):
+  if not tf.io.gfile.exists(path):
+    return default
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def make_train_dataset_fn(exp, method):
+  """`distribute_datasets_from_function` input: one pipeline per host, per-replica batches."""
+  config = exp.config
+
+  def dataset_fn(input_context):
+    per_replica = input_context.get_per_replica_batch_size(config.batch_size)
+    common = dict(seed=config.seed, input_context=input_context)
+    if method.input_mode == "two_streams":
+      return datasets.two_stream_dataset(
+          exp.source, sup_batch_size=per_replica,
+          unsup_batch_size=input_context.get_per_replica_batch_size(config.unsup_batch_size),
+          sup_preprocess_fn=method.train_preprocess,
+          unsup_preprocess_fn=method.unsup_preprocess,
+          sup_ids=exp.labelled_ids, shuffle_buffer=config.shuffle_buffer, **common)
+    return datasets.train_dataset(
+        exp.source, batch_size=per_replica, preprocess_fn=method.train_preprocess,
+        keep_ids=exp.labelled_ids, shuffle_buffer=config.shuffle_buffer,
+        cache=config.cache_dataset, **common)
+
+  return dataset_fn
+
+
+def _image_grid(images, max_images):
+  images = images[:max_images]
+  count = int(images.shape[0])
+  cols = int(math.ceil(math.sqrt(count)))
+  rows = int(math.ceil(count / cols))
+  pad = rows * cols - count
+  images = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0)
+  if pad:
+    images = tf.concat([images, tf.zeros([pad] + images.shape[1:].as_list())], 0)
+  h, w, c = images.shape[1:]
+  grid = tf.reshape(images, [rows, cols, h, w, c])
+  grid = tf.transpose(grid, [0, 2, 1, 3, 4])
+  return tf.reshape(grid, [1, rows * h, cols * w, c])
+
+
+class Trainer:
+  """Builds the method, optimizer, checkpoint and input for one run in `workdir`."""
+
+  def __init__(self, exp, workdir, strategy):
+    self.exp = exp
+    self.config = exp.config
+    self.workdir = workdir
+    self.strategy = strategy
+    self.paths = workdir_paths(workdir)
+    self.chief = distribute.is_chief(strategy)
+    experiment_lib.check_batch_divides(self.config.batch_size, strategy.num_replicas_in_sync)
+
+    _set_precision(self.config)
+    with strategy.scope():
+      self.method = exp.new_method()
+      if distribute.is_tpu(strategy):
+        self.method.jit_compile = False  # TPUStrategy compiles the whole step anyway.
+      self.method.build()
+      schedule = optim.build_schedule(self.config, self.config.batch_size,
+                                      exp.steps_per_epoch, exp.total_steps)
+      self.schedule = schedule
+      self.optimizer = optim.build_optimizer(self.config, schedule)
+      self.optimizer.build(self.method.trainable_variables)
+      self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **self.method.trackables())
+    self.history = []  # (step, metrics) after every host loop of this process
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
+        step_counter=self.optimizer.iterations)
+
+  @property
+  def step(self):
+    return int(self.optimizer.iterations.numpy())
+
+  def restore(self):
+    latest = self.manager.latest_checkpoint
+    if not latest:
+      return 0
+    try:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise UserError(
+          f"Checkpoint {latest} does not match this run's method/model ({e.__class__.__name__}: "
+          f"{str(e).splitlines()[0][:300]}). Use a new --workdir or the original config. "
+          "Nothing was changed.") from e
+    logging.info("Resumed from %s at step %d.", latest, self.step)
+    return self.step
+
+  def _train_loop_fn(self):
+    strategy, method, optimizer = self.strategy, self.method, self.optimizer
+
+    def one_step(iterator):
+      per_replica = strategy.run(method.train_step, args=(next(iterator), optimizer))
+      return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+
+    @tf.function
+    def train_loop(iterator, num_steps):
+      totals = one_step(iterator)
+      first_bad = tf.where(tf.math.is_finite(totals["loss"]),
+                           tf.constant(-1, tf.int64), tf.cast(optimizer.iterations, tf.int64))
+      for _ in tf.range(num_steps - 1):
+        metrics = one_step(iterator)
+        bad_now = tf.logical_and(first_bad < 0, tf.logical_not(tf.math.is_finite(metrics["loss"])))
+        first_bad = tf.where(bad_now, tf.cast(optimizer.iterations, tf.int64), first_bad)
+        totals = {k: totals[k] + metrics[k] for k in totals}
+      mean = {k: v / tf.cast(num_steps, v.dtype) for k, v in totals.items()}
+      return mean, first_bad
+
+    return train_loop
+
+  def _write_image_summary(self, dataset_fn):
+    dataset = dataset_fn(tf.distribute.InputContext())
+    batch = next(iter(dataset))
+    images = self.method.summary_images(batch)
+    tf.summary.image("train/augmented_images", _image_grid(images, self.config.summary_images),
+                     step=self.step)
+
+  def export(self):
+    export_dir = os.path.join(self.paths["export"], str(self.step))
+    info = dict(method=self.config.method, model=self.config.model,
+                dataset=self.config.dataset, dataset_dir=self.config.dataset_dir,
+                labels=self.config.labels, image_size=self.exp.image_size,
+                num_classes=self.exp.num_classes, step=self.step,
+                config=self.config.to_dict())
+    export_lib.export_hub_module(self.method, export_dir, info)
+    logging.info("Exported hub module to %s", export_dir)
+    return export_dir
+
+  def train(self):
+    """Runs until total_steps, checkpointing and exporting; returns the last metrics."""
+    config, exp = self.config, self.exp
+    start_step = self.restore()
+    if start_step >= exp.total_steps:
+      logging.info("Workdir already trained to step %d (of %d).", start_step, exp.total_steps)
+      if self.chief and not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step))):
+        self.export()
+      return {}
+    dataset_fn = make_train_dataset_fn(exp, self.method)
+    dist_dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+    iterator = iter(dist_dataset)
+    train_loop = self._train_loop_fn()
+    writer = (tf.summary.create_file_writer(self.paths["train_summaries"]) if self.chief
+              else tf.summary.create_noop_writer())
+    with writer.as_default():
+      if start_step == 0 and config.summary_images:
+        self._write_image_summary(dataset_fn)
+      metrics = self._run(train_loop, iterator, start_step)
+    writer.flush()
+    return metrics
+
+  def _run(self, train_loop, iterator, start_step):
+    config, exp = self.config, self.exp
+    global_batch = config.batch_size
+    step = start_step
+    last_log = time.time()
+    run_start, run_start_step = time.time(), step
+    metrics = {}
+    while step < exp.total_steps:
+      until_boundary = [exp.total_steps - step, config.steps_per_loop]
+      for every in (config.checkpoint_every_steps, config.export_every_steps):
+        if every > 0:
+          until_boundary.append(every - step % every)
+      num_steps = max(min(until_boundary), 1)
+      loop_start = time.time()
+      metrics, first_bad = train_loop(iterator, tf.constant(num_steps, tf.int32))
+      metrics = {k: float(v) for k, v in metrics.items()}
+      first_bad = int(first_bad)
+      if first_bad >= 0:
+        raise NonFiniteLossError(first_bad)
+      elapsed = time.time() - loop_start
+      step = self.step
+      self.history.append((step, metrics))
+      steps_per_sec = num_steps / max(elapsed, 1e-9)
+      tf.summary.scalar("train/learning_rate", float(self.schedule(step - 1)), step=step)
+      tf.summary.scalar("train/steps_per_sec", steps_per_sec, step=step)
+      tf.summary.scalar("train/images_per_sec", steps_per_sec * global_batch, step=step)
+      for name, value in metrics.items():
+        tf.summary.scalar(f"train/{name}", value, step=step)
+      if self.chief and (step % config.checkpoint_every_steps == 0 or step >= exp.total_steps):
+        self.manager.save(checkpoint_number=step)
+      if self.chief and config.export_every_steps and step % config.export_every_steps == 0 \
+          and step < exp.total_steps:
+        self.export()
+      now = time.time()
+      if now - last_log >= config.log_every_seconds or step >= exp.total_steps:
+        rate = (step - run_start_step) / max(now - run_start, 1e-9)
+        eta = (exp.total_steps - step) / max(rate, 1e-9)
+        logging.info("step %d/%d | loss %.4f | %s | %.1f images/s | ETA %s", step,
+                     exp.total_steps, metrics.get("loss", float("nan")),
+                     " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())
+                              if k != "loss"),
+                     steps_per_sec * global_batch, _format_seconds(eta))
+        last_log = now
+    if self.chief:
+      self.export()
+    return metrics
+
+
+def _format_seconds(seconds):
+  seconds = int(seconds)
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def prepare_workdir(exp, workdir):
+  """Checks the workdir belongs to this config, then records the config (chief only)."""
+  saved = experiment_lib.check_workdir(workdir, exp.config)
+  tf.io.gfile.makedirs(workdir)
+  path = workdir_paths(workdir)["config"]
+  current = json.loads(config_lib.to_json(exp.config))
+  if saved is None:
+    _write_json(path, current)
+  elif saved != current:
+    # Keep the original record; note what this invocation changed beside it.
+    changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
+    logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
+    _write_json(path.replace("config.json", "config.resumed.json"), current)
+
+
+def train(config, workdir, strategy=None, exp=None):
+  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer."""
+  exp = exp or experiment_lib.resolve(config)
+  strategy = strategy or tf.distribute.get_strategy()
+  prepare_workdir(exp, workdir)
+  trainer = Trainer(exp, workdir, strategy)
+  trainer.train()
+  return trainer
+
+
+# --- the --run_eval job --------------------------------------------------------
+
+
+class Evaluator:
+  """Evaluates checkpoints of a run with the method's own classifier (top-1/top-5)."""
+
+  def __init__(self, exp, workdir, strategy):
+    self.exp = exp
+    self.config = exp.config
+    self.strategy = strategy
+    self.paths = workdir_paths(workdir)
+    experiment_lib.check_batch_divides(self.config.eval_batch_size,
+                                       strategy.num_replicas_in_sync, "eval_batch_size")
+    _set_precision(self.config)
+    with strategy.scope():
+      self.method = exp.new_method()
+      self.method.build()
+      self.checkpoint = tf.train.Checkpoint(**self.method.trackables())
+
+    def dataset_fn(input_context):
+      return datasets.eval_dataset(
+          exp.source, split=exp.source.eval_split,
+          batch_size=input_context.get_per_replica_batch_size(self.config.eval_batch_size),
+          preprocess_fn=self.method.eval_preprocess, input_context=input_context)
+
+    self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+
+    @tf.function
+    def eval_step(batch):
+      per_replica = strategy.run(self.method.eval_metrics, args=(batch,))
+      return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+
+    self.eval_step = eval_step
+
+  def evaluate(self, checkpoint_path):
+    self.checkpoint.restore(checkpoint_path).expect_partial()
+    totals = {}
+    for batch in self.dataset:
+      for k, v in self.eval_step(batch).items():
+        totals[k] = totals.get(k, 0.0) + float(v)
+    if not totals:
+      return {}
+    count = totals.pop("count")
+    results = {k: v / max(count, 1.0) for k, v in totals.items()}
+    results["num_examples"] = int(count)
+    return results
+
+  def follow(self):
+    """Evaluates each new checkpoint once until the final step (or the timeout)."""
+    results = _read_json(self.paths["eval_results"], {})
+    writer = tf.summary.create_file_writer(self.paths["eval_summaries"])
+    tf.io.gfile.makedirs(os.path.dirname(self.paths["eval_results"]))
+    for path in tf.train.checkpoints_iterator(
+        self.paths["checkpoints"], min_interval_secs=self.config.eval_poll_seconds,
+        timeout=self.config.eval_timeout_seconds):
+      step = int(path.rsplit("-", 1)[-1])
+      if str(step) not in results:
+        metrics = self.evaluate(path)
+        if not metrics:
+          logging.warning("Method %s has no classifier to evaluate with --run_eval; "
+                          "use python -m tfssl.eval_hub on its exported module.",
+                          self.config.method)
+          return results
+        results[str(step)] = dict(metrics, step=step, split=self.exp.source.eval_split)
+        _write_json(self.paths["eval_results"], results)
+        with writer.as_default():
+          for name, value in metrics.items():
+            tf.summary.scalar(f"eval/{name}", value, step=step)
+        writer.flush()
+        logging.info("eval step %d: %s", step,
+                     " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "num_examples"))
+      if step >= self.exp.total_steps:
+        break
+    return results
+
+
+def run_eval(config, workdir, strategy=None, exp=None):
+  exp = exp or experiment_lib.resolve(config)
+  experiment_lib.check_workdir(workdir, config)
+  return Evaluator(exp, workdir, strategy or tf.distribute.get_strategy()).follow()
+
+
+# --- CLI ------------------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Only the command line defines flags, so the library can be imported anywhere."""
+  flags.DEFINE_string("method", "supervised", "Registered method name.")
+  flags.DEFINE_string("model", None, "Registered model name (default: the method's).")
+  flags.DEFINE_string("dataset", None, "digits | cifar10 | cifar100 | imagenet | folder:PATH.")
+  flags.DEFINE_string("dataset_dir", None, "Dataset files (TFDS data dir, TFRecords, binaries).")
+  flags.DEFINE_string("labels", None, "all | 1pct | 10pct | N | N_per_class | file:PATH.")
+  flags.DEFINE_string("workdir", None, "Run directory (local or gs://).")
+  flags.DEFINE_string("tpu", "", "TPU: 'local' on a TPU VM, or a TPU name.")
+  flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES, "tf.distribute strategy.")
+  flags.DEFINE_bool("run_eval", False, "Follow the workdir's checkpoints and evaluate each.")
+
+
+def config_from_flags(overrides):
+  method_cls = methods.get_method(FLAGS.method)
+  return config_lib.build_config(
+      method_cls, overrides, method=FLAGS.method, model=FLAGS.model, dataset=FLAGS.dataset,
+      dataset_dir=FLAGS.dataset_dir, labels=FLAGS.labels)
+
+
+def main(argv, overrides):
+  del argv
+  if not FLAGS.workdir:
+    raise UserError("--workdir is required (a local path or gs://bucket/dir).")
+  config = config_from_flags(overrides)
+  # Bad names, data or workdir fail here, before any accelerator is touched.
+  exp = experiment_lib.resolve(config)
+  experiment_lib.check_workdir(FLAGS.workdir, config)
+  strategy = distribute.make_strategy(FLAGS.tpu, FLAGS.strategy)
+  if FLAGS.run_eval:
+    results = run_eval(config, FLAGS.workdir, strategy, exp)
+    print(json.dumps(results, indent=2))
+  else:
+    finished = train(config, FLAGS.workdir, strategy, exp)
+    last = finished.history[-1][1] if finished.history else {}
+    print(json.dumps({"workdir": FLAGS.workdir, "step": finished.step, "metrics": last}, indent=2))
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)
