@@ -118,6 +118,10 @@ class Trainer:
       self.method = exp.new_method()
       if distribute.is_tpu(strategy):
         self.method.jit_compile = False  # TPUStrategy compiles the whole step anyway.
+      elif self.config.sync_bn and strategy.num_replicas_in_sync > 1 and self.method.jit_compile:
+        logging.warning("sync_bn all-reduces inside the step, which XLA off TPU cannot "
+                        "compile: running the step without jit_compile.")
+        self.method.jit_compile = False
       self.method.build()
       schedule = optim.build_schedule(self.config, self.config.batch_size,
                                       exp.steps_per_epoch, exp.total_steps)

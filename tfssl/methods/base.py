@@ -55,7 +55,7 @@ class Method:
     self.num_classes = num_classes
     self.image_size = image_size
     self.jit_compile = config.jit_compile
-    self._compiled_gradients = None
+    self._compiled = {}
 
   # --- models ---------------------------------------------------------------
 
@@ -136,12 +136,19 @@ class Method:
 
   def train_step(self, batch, optimizer):
     """One per-replica step: XLA-compiled gradients, then the strategy-aware update."""
-    if self._compiled_gradients is None:
-      self._compiled_gradients = tf.function(self.gradients, jit_compile=self.jit_compile)
-    grads, metrics = self._compiled_gradients(batch)
+    grads, metrics = self.compiled(self.gradients)(batch)
     optimizer.apply_gradients(zip(grads, self.trainable_variables))
     self.after_step()
     return metrics
+
+  def compiled(self, fn):
+    """`fn` XLA-compiled when jit_compile is on; a nested tf.function is only made then,
+    because cross-replica ops (synchronized BN) cannot sit inside one."""
+    if not self.jit_compile:
+      return fn
+    if fn.__name__ not in self._compiled:
+      self._compiled[fn.__name__] = tf.function(fn, jit_compile=True)
+    return self._compiled[fn.__name__]
 
   def after_step(self):
     """Runs after each update (EMA teachers, queues)."""

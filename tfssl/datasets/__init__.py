@@ -1,0 +1,10 @@
+"""Datasets: sources (digits, CIFAR, ImageNet, image folders), label subsets, pipelines."""
+
+from tfssl.datasets.pipeline import (eval_dataset, skipped_corrupt_images, steps_per_epoch,
+                                     train_dataset, two_stream_dataset)
+from tfssl.datasets.sources import DATASETS, FOLDER_PREFIX, Source, get_source
+from tfssl.datasets.subsets import select_labelled_ids
+
+__all__ = ["DATASETS", "FOLDER_PREFIX", "Source", "eval_dataset", "get_source",
+           "select_labelled_ids", "skipped_corrupt_images", "steps_per_epoch", "train_dataset",
+           "two_stream_dataset"]
