@@ -5,6 +5,7 @@
 #
 # Usage: bash config/quickstart.sh [--workdir=DIR]   (default /tmp/tfssl_quickstart)
 set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 WORKDIR=/tmp/tfssl_quickstart
 for arg in "$@"; do
   case "$arg" in
