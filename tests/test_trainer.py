@@ -147,3 +147,14 @@ def test_killed_run_resumes_at_saved_step(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"at step {saved_step}" in result.stderr
   assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == 1000
+
+
+def test_mixed_bfloat16_precision_trains(tmp_path):
+  import keras  # pylint: disable=g-import-not-at-top
+  try:
+    run = trainer.train(tiny_config("supervised", "train_steps=10", "precision=mixed_bfloat16"),
+                        str(tmp_path))
+    assert all(np.isfinite(_losses(run)))
+    assert run.method.backbone.compute_dtype == "bfloat16"
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
