@@ -18,4 +18,8 @@ tf.config.set_logical_device_configuration(
 
 @pytest.fixture
 def two_replica_strategy():
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  # Reduction through one device instead of collective ops: every strategy made in this
+  # process starts its collective instance keys at the same number, so collectives of an
+  # earlier test's strategy can collide with a later one's.
+  return tf.distribute.MirroredStrategy(
+      ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())

@@ -41,11 +41,9 @@ def test_supervised_two_replicas_loss_falls(tmp_path, two_replica_strategy):
   assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < losses[0]
 
 
-def test_sync_batch_norm_two_replicas(tmp_path):
-  strategy = tf.distribute.MirroredStrategy(
-      ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+def test_sync_batch_norm_two_replicas(tmp_path, two_replica_strategy):
   config = tiny_config("supervised", "train_steps=10", "sync_bn=true")
-  run = trainer.train(config, str(tmp_path), strategy)
+  run = trainer.train(config, str(tmp_path), two_replica_strategy)
   assert all(np.isfinite(_losses(run)))
 
 
