@@ -43,10 +43,10 @@ def resolve(config):
   num_classes = config.num_classes_override or source.num_classes
   image_size = config.image_size or source.image_size
 
-  ids, labels = source.labels_and_ids(source.train_split)
   if config.labels == "all":
-    labelled_ids, num_labelled = None, len(ids)
+    labelled_ids, num_labelled = None, source.num_examples(source.train_split)
   else:
+    ids, labels = source.labels_and_ids(source.train_split)
     labelled_ids = datasets.select_labelled_ids(
         config.labels, ids, labels, source.num_classes, seed=config.seed,
         dataset_name=config.dataset, dataset_dir=config.dataset_dir or None)

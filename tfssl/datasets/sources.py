@@ -220,6 +220,10 @@ class TFDSSource(Source):
     self.num_classes = self.builder.info.features["label"].num_classes
     self._id_key = "id" if "id" in self.builder.info.features else "file_name"
 
+  def num_examples(self, split):
+    self._check_split(split)
+    return self.builder.info.splits[split].num_examples
+
   def read(self, split, *, input_context=None, shuffle_files=False, seed=0,
            decode_labels_only=False):
     self._check_split(split)
@@ -258,6 +262,14 @@ class TFRecordSource(Source):
     self.label_offset = label_offset  # slim writes labels 1..1000 (0 is "background")
     self._files = {split: sorted(tf.io.gfile.glob(os.path.join(dataset_dir, f"{split}-*-of-*")))
                    for split in self.splits()}
+
+  def num_examples(self, split):
+    # Counting means reading every record; the standard ImageNet shards have known sizes.
+    standard = {"train": (1024, 1_281_167), "validation": (128, 50_000)}
+    shards, size = standard.get(split, (None, None))
+    if self.name == "imagenet" and len(self._files.get(split, ())) == shards:
+      return size
+    return super().num_examples(split)
 
   @staticmethod
   def holds_records(dataset_dir):

@@ -157,17 +157,25 @@ def color_distortion(image, seed, strength=1.0, p_jitter=0.8, p_grayscale=0.2):
   return random_grayscale(image, gray_seed, p_grayscale)
 
 
+def _blur_matrix(kernel, length):
+  """[length, length] banded matrix that convolves a signal with `kernel` ("SAME", zero pad)."""
+  radius = (kernel.shape[0] - 1) // 2
+  offsets = tf.range(length)[None, :] - tf.range(length)[:, None] + radius
+  inside = (offsets >= 0) & (offsets <= 2 * radius)
+  return tf.where(inside, tf.gather(kernel, tf.clip_by_value(offsets, 0, 2 * radius)), 0.0)
+
+
 def _gaussian_blur(image, sigma, kernel_size):
   radius = kernel_size // 2
   x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
   kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
   kernel /= tf.reduce_sum(kernel)
-  channels = 3
-  horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
-  vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
-  blurred = tf.nn.depthwise_conv2d(image[None], horizontal, [1, 1, 1, 1], "SAME")
-  blurred = tf.nn.depthwise_conv2d(blurred, vertical, [1, 1, 1, 1], "SAME")
-  return blurred[0]
+  # Separable blur as two matrix products: on CPU inside tf.data this is an order of
+  # magnitude faster than (depthwise) convolutions, which dominated the pipeline.
+  shape = tf.shape(image)
+  rows = _blur_matrix(kernel, shape[0])
+  cols = _blur_matrix(kernel, shape[1])
+  return tf.einsum("ij,jwc,vw->ivc", rows, image, cols)
 
 
 @PREPROCESS.register("gaussian_blur")
