@@ -1,3 +1,6 @@
+"""Datasets on real-format files written here: CIFAR binaries, a TFDS mock, slim TFRecords,
+image folders (with corrupt images), plus label subsets and the tf.data pipelines."""
+
 import os
 
 import numpy as np
@@ -6,22 +9,24 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfssl import datasets
-from tfssl import preprocess as pp
 from tfssl.errors import UserError
 
+SIZE = 8
 
-def _jpeg(value, size=12):
-  return tf.io.encode_jpeg(tf.fill([size, size, 3], tf.constant(value, tf.uint8))).numpy()
+
+def _decode(image):
+  if image.dtype == tf.string:
+    image = tf.io.decode_image(image, channels=3, expand_animations=False)
+  return tf.image.resize(image, [SIZE, SIZE])
 
 
 def _train_fn(example, seed):
-  return {"image": pp.inception_crop(example["image"], seed, 8), "label": example["label"],
-          "id": example["id"]}
+  return {"image": _decode(example["image"]), "label": example["label"], "id": example["id"],
+          "noise": tf.random.stateless_uniform([], seed)}
 
 
 def _eval_fn(example):
-  return {"image": pp.eval_crop(example["image"], 8), "label": example["label"],
-          "id": example["id"]}
+  return {"image": _decode(example["image"]), "label": example["label"], "id": example["id"]}
 
 
 def _all_ids(dataset):
@@ -32,42 +37,123 @@ def _all_ids(dataset):
   return ids
 
 
-# --- sources --------------------------------------------------------------------
+def _read_ids(source, split, context=None):
+  return [e["id"] for e in source.read(split, input_context=context).as_numpy_iterator()]
 
 
-def test_digits_offline_split():
+def _contexts(pipelines):
+  return [tf.distribute.InputContext(pipelines, i, pipelines) for i in range(pipelines)]
+
+
+def _assert_partition(shards, everything):
+  assert sum(len(s) for s in shards) == len(everything)
+  assert set().union(*map(set, shards)) == set(everything)
+
+
+def _feature(value):
+  if isinstance(value, int):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _jpeg(value, size=12):
+  return tf.io.encode_jpeg(tf.fill([size, size, 3], tf.constant(value, tf.uint8))).numpy()
+
+
+# --- digits ----------------------------------------------------------------------------
+
+
+def test_digits_loads_offline_with_a_stratified_split():
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   source = datasets.get_source("digits")
+  assert (source.name, source.num_classes, source.image_size) == ("digits", 10, 32)
+  assert (source.train_split, source.eval_split) == ("train", "test")
   assert (source.num_examples("train"), source.num_examples("test")) == (1437, 360)
+  train_ids, train_labels = source.labels_and_ids("train")
+  test_ids, _ = source.labels_and_ids("test")
+  assert len(set(train_ids) | set(test_ids)) == 1797 and not set(train_ids) & set(test_ids)
+  np.testing.assert_array_equal(train_labels, load_digits().target[train_ids.astype(int)])
+  stratified = np.abs(np.bincount(train_labels) - 0.8 * np.bincount(load_digits().target))
+  assert stratified.max() <= 1
   example = next(iter(source.read("train")))
   assert example["image"].shape == (32, 32, 3) and example["image"].dtype == tf.uint8
-  ids, labels = source.labels_and_ids("train")
-  assert len(set(ids)) == 1437 and set(labels) == set(range(10))
+  assert example["label"].dtype == tf.int32 and example["id"].dtype == tf.string
+  assert 200 <= int(tf.reduce_max(example["image"])) <= 255
 
 
-def _write_cifar10(folder, per_file=4):
-  os.makedirs(folder)
+# --- CIFAR ----------------------------------------------------------------------------
+
+
+def _write_cifar(folder, names, per_file, label_bytes=1, label_of=lambda i: i % 10):
+  """Writes CIFAR binary files; returns {name: [(labels, image HWC)]} in file order."""
+  os.makedirs(folder, exist_ok=True)
   rng = np.random.RandomState(0)
-  expected = []
-  for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-    records = []
-    for k in range(per_file):
-      label = (len(expected) + k) % 10
+  written, index = {}, 0
+  for name in names:
+    records, written[name] = [], []
+    for _ in range(per_file):
+      labels = [label_of(index + k) for k in range(label_bytes)]
       image = rng.randint(0, 256, [3, 32, 32], dtype=np.uint8)
-      records.append(np.concatenate([[label], image.ravel()]).astype(np.uint8))
-      if name != "test_batch.bin":
-        expected.append((label, image.transpose(1, 2, 0)))
+      records.append(np.concatenate([labels, image.ravel()]).astype(np.uint8))
+      written[name].append((labels, image.transpose(1, 2, 0)))
+      index += 1
     np.stack(records).tofile(os.path.join(folder, name))
-  return expected
+  return written
+
+
+CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 
 
 def test_cifar10_binary_files(tmp_path):
-  expected = _write_cifar10(str(tmp_path / "cifar-10-batches-bin"))
+  written = _write_cifar(str(tmp_path / "cifar-10-batches-bin"),
+                         CIFAR10_TRAIN + ["test_batch.bin"], per_file=3)
   source = datasets.get_source("cifar10", str(tmp_path))
-  assert source.num_classes == 10 and source.num_examples("train") == 20
-  examples = list(source.read("train"))
-  for (label, image), example in zip(expected, examples):
-    assert int(example["label"]) == label
+  assert (source.name, source.num_classes, source.image_size) == ("cifar10", 10, 32)
+  assert (source.num_examples("train"), source.num_examples("test")) == (15, 3)
+  expected = [r for name in CIFAR10_TRAIN for r in written[name]]
+  examples = list(source.read("train").as_numpy_iterator())
+  for index, ((labels, image), example) in enumerate(zip(expected, examples)):
+    assert example["label"] == labels[0] and example["id"] == str(index).encode()
     np.testing.assert_array_equal(example["image"], image)
+  ids, labels = source.labels_and_ids("train")
+  assert list(ids) == [e["id"] for e in examples]
+  assert list(labels) == [e["label"] for e in examples]
+  assert [e["label"] for e in source.read("test").as_numpy_iterator()] == [
+      r[0][0] for r in written["test_batch.bin"]]
+
+
+def test_cifar100_binary_uses_fine_labels(tmp_path):
+  # Coarse label = index % 10, fine label = index % 10 + 1 (the second label byte).
+  written = _write_cifar(str(tmp_path), ["train.bin", "test.bin"], per_file=4, label_bytes=2,
+                         label_of=lambda i: i % 10)
+  source = datasets.get_source("cifar100", str(tmp_path))
+  assert source.num_classes == 100
+  _, labels = source.labels_and_ids("train")
+  assert list(labels) == [r[0][1] for r in written["train.bin"]]
+  assert [e["label"] for e in source.read("train").as_numpy_iterator()] == list(labels)
+
+
+def test_cifar_binary_shards_by_file_then_by_example(tmp_path):
+  _write_cifar(str(tmp_path), CIFAR10_TRAIN + ["test_batch.bin"], per_file=3)
+  source = datasets.get_source("cifar10", str(tmp_path))
+  everything = _read_ids(source, "train")
+  for pipelines in (2, 7):  # 5 files: by file, then by example
+    _assert_partition([_read_ids(source, "train", c) for c in _contexts(pipelines)], everything)
+  first = list(source.read("train", input_context=_contexts(2)[0]).as_numpy_iterator())
+  assert [e["id"] for e in first[:4]] == [b"0", b"1", b"2", b"6"]  # files 1, 3, 5
+  assert len(first) == 9
+  shuffled = [[e["id"] for e in source.read("train", shuffle_files=True, seed=seed)
+               .as_numpy_iterator()] for seed in (0, 0, 1)]
+  assert sorted(shuffled[0]) == sorted(everything) and shuffled[0] == shuffled[1]
+  assert shuffled[0] != everything
+
+
+def test_cifar_truncated_binary_is_a_user_error(tmp_path):
+  _write_cifar(str(tmp_path), CIFAR10_TRAIN + ["test_batch.bin"], per_file=2)
+  with open(tmp_path / "test_batch.bin", "ab") as f:
+    f.write(b"\x00" * 10)
+  with pytest.raises(UserError, match="test_batch.bin are empty or truncated.*3073"):
+    datasets.get_source("cifar10", str(tmp_path))
 
 
 def test_cifar10_through_tfds_mock_data(monkeypatch):
@@ -75,20 +161,71 @@ def test_cifar10_through_tfds_mock_data(monkeypatch):
   monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
   with tfds.testing.mock_data(num_examples=12):
     source = datasets.get_source("cifar10")
+    assert isinstance(source, datasets.TFDSSource) and source.num_classes == 10
     example = next(iter(source.read("train")))
-    assert example["image"].dtype == tf.string  # decoded by the preprocessing
-    assert pp.decode_image(example["image"]).shape == (32, 32, 3)
-    assert len(source.labels_and_ids("train")[0]) == 12
+    assert example["image"].dtype == tf.string  # stays encoded until the preprocessing
+    assert tf.io.decode_image(example["image"]).shape == (32, 32, 3)
+    assert example["id"].dtype == tf.string and example["label"].dtype == tf.int32
+    ids, labels = source.labels_and_ids("train")
+    assert len(ids) == 12 and labels.min() >= 0 and labels.max() < 10
+    batches = list(datasets.eval_dataset(source, batch_size=5, preprocess_fn=_eval_fn))
+    assert [b["image"].shape[0] for b in batches] == [5, 5, 5]
+
+
+class TfsslTinyImages(tfds.core.GeneratorBasedBuilder):
+  """A real TFDS dataset prepared on disk from generated images (no download)."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(8, 8, 3)),
+        "label": tfds.features.ClassLabel(num_classes=3), "id": tfds.features.Text()}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples(10, "train"),
+            "test": self._generate_examples(4, "test")}
+
+  def _generate_examples(self, count, prefix):
+    for i in range(count):
+      yield i, {"image": np.full([8, 8, 3], i * 20, np.uint8), "label": i % 3,
+                "id": f"{prefix}_{i:05d}"}
+
+
+def test_prepared_tfds_dataset_reads_and_shards_by_example(tmp_path):
+  tfds.builder("tfssl_tiny_images", data_dir=str(tmp_path)).download_and_prepare()
+  source = datasets.TFDSSource("tfssl_tiny_images", str(tmp_path), image_size=8)
+  assert (source.num_classes, source.num_examples("train"), source.num_examples("test")) == (
+      3, 10, 4)
+  ids, labels = source.labels_and_ids("train")
+  assert sorted(ids) == [f"train_{i:05d}".encode() for i in range(10)]
+  for example in source.read("train").as_numpy_iterator():
+    index = int(example["id"][-5:])
+    assert example["label"] == index % 3
+    assert tf.io.decode_image(example["image"]).numpy().max() == index * 20
+  # One file for two pipelines: TFDS sub-splits by example.
+  _assert_partition([_read_ids(source, "train", c) for c in _contexts(2)], list(ids))
+  chosen = datasets.select_labelled_ids("3_per_class", ids, labels, 3)
+  assert len(chosen) == 9
 
 
 def test_unprepared_tfds_says_how_to_prepare(tmp_path):
-  with pytest.raises(UserError, match="not prepared.*tfds build cifar100"):
+  with pytest.raises(UserError, match="not prepared.*tfds build cifar100.*train.bin"):
     datasets.get_source("cifar100", str(tmp_path))
 
 
-def _write_slim_records(folder, corrupt_index=None):
+def test_cifar_missing_dir(tmp_path):
+  with pytest.raises(UserError, match="does not exist.*CIFAR binary"):
+    datasets.get_source("cifar10", str(tmp_path / "nope"))
+
+
+# --- ImageNet (slim TFRecords) --------------------------------------------------------------
+
+
+def _write_slim_records(folder, corrupt_index=None, splits=(("train", 4, 5),
+                                                             ("validation", 2, 3))):
   os.makedirs(folder, exist_ok=True)
-  for split, shards, per_shard in (("train", 4, 5), ("validation", 2, 3)):
+  for split, shards, per_shard in splits:
     for shard in range(shards):
       path = os.path.join(folder, f"{split}-{shard:05d}-of-{shards:05d}")
       with tf.io.TFRecordWriter(path) as writer:
@@ -96,102 +233,160 @@ def _write_slim_records(folder, corrupt_index=None):
           index = shard * per_shard + k
           encoded = _jpeg(index * 10)
           if split == "train" and index == corrupt_index:
-            encoded = encoded[:len(encoded) // 3]
-          feature = {
-              "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-              "image/class/label": tf.train.Feature(
-                  int64_list=tf.train.Int64List(value=[index % 3 + 1])),
-              "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(
-                  value=[f"n000{index % 3}_{index}.JPEG".encode()])),
-          }
+            encoded = encoded[:len(encoded) // 3]  # a truncated JPEG
+          feature = {"image/encoded": _feature(encoded),
+                     "image/class/label": _feature(index % 3 + 1),
+                     "image/filename": _feature(f"n000{index % 3}_{index}.JPEG".encode())}
           writer.write(tf.train.Example(
               features=tf.train.Features(feature=feature)).SerializeToString())
 
 
-def test_imagenet_slim_records_skip_a_corrupt_jpeg(tmp_path):
-  _write_slim_records(str(tmp_path), corrupt_index=7)
-  source = datasets.get_source("imagenet", str(tmp_path))
-  ids, labels = source.labels_and_ids("train")
-  assert len(ids) == 20 and set(labels) == {0, 1, 2}  # slim labels are 1-based
-  assert ids[0] == b"n0000_0.JPEG"
-  before = datasets.skipped_corrupt_images()
-  dataset = datasets.eval_dataset(source, split="train", batch_size=8, preprocess_fn=_eval_fn)
-  seen = _all_ids(dataset)
-  assert len(seen) == 19 and b"n0001_7.JPEG" not in seen
-  assert datasets.skipped_corrupt_images() == before + 1
-  train = datasets.train_dataset(source, batch_size=4, preprocess_fn=_train_fn, shuffle_buffer=4)
-  assert next(iter(train))["image"].shape == (4, 8, 8, 3)
-
-
-def test_input_context_shards_are_disjoint_and_complete(tmp_path):
+def test_imagenet_slim_records(tmp_path):
   _write_slim_records(str(tmp_path))
   source = datasets.get_source("imagenet", str(tmp_path))
-  for split, pipelines in (("train", 2), ("validation", 3)):  # by file, then by example
-    shards = [set(_all_ids(datasets.eval_dataset(
-        source, split=split, batch_size=4, preprocess_fn=_eval_fn,
-        input_context=tf.distribute.InputContext(pipelines, i, pipelines))))
-              for i in range(pipelines)]
-    assert sum(len(s) for s in shards) == source.num_examples(split)
-    assert len(set.union(*shards)) == source.num_examples(split)
+  assert (source.num_classes, source.image_size) == (1000, 224)
+  assert (source.train_split, source.eval_split) == ("train", "validation")
+  assert (source.num_examples("train"), source.num_examples("validation")) == (20, 6)
+  ids, labels = source.labels_and_ids("train")
+  assert ids[7] == b"n0001_7.JPEG" and labels[7] == 1  # slim labels are 1-based
+  example = list(source.read("train").as_numpy_iterator())[7]
+  assert example["id"] == b"n0001_7.JPEG" and example["label"] == 1
+  pixels = tf.io.decode_jpeg(example["image"]).numpy()
+  assert abs(int(pixels.mean()) - 70) <= 2
+  zero_based = datasets.TFRecordSource(str(tmp_path), label_offset=0)
+  assert list(zero_based.labels_and_ids("train")[1][:3]) == [1, 2, 3]
+
+
+def test_corrupt_jpeg_in_tfrecords_is_skipped_and_counted(tmp_path):
+  _write_slim_records(str(tmp_path), corrupt_index=7)
+  source = datasets.get_source("imagenet", str(tmp_path))
+  before = datasets.skipped_corrupt_images()
+  seen = _all_ids(datasets.eval_dataset(source, split="train", batch_size=8,
+                                        preprocess_fn=_eval_fn))
+  assert len(seen) == 19 and b"n0001_7.JPEG" not in seen
+  assert datasets.skipped_corrupt_images() == before + 1
+  train = iter(datasets.train_dataset(source, batch_size=4, preprocess_fn=_train_fn,
+                                      shuffle_buffer=4))
+  for _ in range(6):  # more than one epoch of 19 good images
+    batch = next(train)
+    assert batch["image"].shape == (4, SIZE, SIZE, 3)
+    assert b"n0001_7.JPEG" not in batch["id"].numpy()
+  assert datasets.skipped_corrupt_images() >= before + 2
+
+
+def test_tfrecords_shard_by_file_then_by_example(tmp_path):
+  _write_slim_records(str(tmp_path))
+  source = datasets.get_source("imagenet", str(tmp_path))
+  for split, pipelines in (("train", 2), ("train", 4), ("validation", 3)):
+    shards = [_read_ids(source, split, c) for c in _contexts(pipelines)]
+    _assert_partition(shards, _read_ids(source, split))
+  by_file = _read_ids(source, "train", _contexts(2)[0])
+  assert by_file[:6] == [f"n000{i % 3}_{i}.JPEG".encode() for i in (0, 1, 2, 3, 4, 10)]
+
+
+def test_eval_dataset_gives_every_pipeline_the_same_number_of_batches(tmp_path):
+  _write_slim_records(str(tmp_path), splits=(("train", 1, 3), ("validation", 2, 7)))
+  source = datasets.get_source("imagenet", str(tmp_path))
+  shards = [list(datasets.eval_dataset(source, batch_size=2, preprocess_fn=_eval_fn,
+                                       input_context=c)) for c in _contexts(3)]
+  assert [len(s) for s in shards] == [3, 3, 3]  # 14 examples: 5, 5, 4 per pipeline
+  assert all(b["image"].shape[0] == 2 for s in shards for b in s)
+  _assert_partition([_all_ids(s) for s in shards], _read_ids(source, "validation"))
 
 
 def test_imagenet_missing_or_empty_dir(tmp_path):
-  with pytest.raises(UserError, match="does not exist"):
+  with pytest.raises(UserError, match="nope does not exist.*train-00000-of-01024"):
     datasets.get_source("imagenet", str(tmp_path / "nope"))
-  with pytest.raises(UserError, match="holds no ImageNet records"):
+  with pytest.raises(UserError, match="holds no ImageNet records.*validation-00000-of-00128"):
+    datasets.get_source("imagenet", str(tmp_path))
+  _write_slim_records(str(tmp_path), splits=(("train", 1, 2),))
+  with pytest.raises(UserError, match="no validation-\\*-of-\\* TFRecord files"):
     datasets.get_source("imagenet", str(tmp_path))
 
 
-def _write_folder(root, corrupt=True):
-  for split, count in (("train", 4), ("validation", 2)):
-    for c, name in enumerate(("cat", "dog")):
+# --- image folders ---------------------------------------------------------------------
+
+
+def _write_folder(root, eval_split="validation", corrupt=True):
+  for split, count in (("train", 4), (eval_split, 2)):
+    for c, name in enumerate(("dog", "cat")):  # not sorted: classes must come out sorted
       folder = os.path.join(root, split, name)
       os.makedirs(folder)
       for k in range(count):
         image = np.full([10, 14, 3], 40 * c + k, np.uint8)
-        encode = tf.io.encode_png if k % 2 else tf.io.encode_jpeg
-        ext = "png" if k % 2 else "jpg"
+        encode, ext = (tf.io.encode_png, "png") if k % 2 else (tf.io.encode_jpeg, "jpg")
         with open(os.path.join(folder, f"{k}.{ext}"), "wb") as f:
           f.write(encode(image).numpy())
+      with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not an image")
   if corrupt:
     with open(os.path.join(root, "train", "dog", "broken.jpg"), "wb") as f:
       f.write(b"\xff\xd8\xff not really a jpeg")
 
 
-def test_image_folder_with_a_corrupt_file(tmp_path):
-  _write_folder(str(tmp_path))
+def test_image_folder(tmp_path):
+  _write_folder(str(tmp_path), corrupt=False)
   source = datasets.get_source(f"folder:{tmp_path}")
-  assert source.num_classes == 2 and source.eval_split == "validation"
-  assert source.num_examples("train") == 9
+  assert source.classes == ["cat", "dog"] and source.num_classes == 2
+  assert (source.eval_split, source.image_size) == ("validation", 224)
+  ids, labels = source.labels_and_ids("train")
+  assert list(ids[:2]) == [b"cat/0.jpg", b"cat/1.png"] and list(labels) == [0] * 4 + [1] * 4
+  examples = list(source.read("train").as_numpy_iterator())
+  for example, (value, png) in zip(examples, [(40, False), (41, True), (42, False)]):
+    assert example["image"][:4] == b"\x89PNG" if png else example["image"][:2] == b"\xff\xd8"
+    assert abs(int(tf.io.decode_image(example["image"]).numpy().mean()) - value) <= 1
+  assert datasets.FolderSource(str(tmp_path), image_size=64).image_size == 64
+  context_shards = [_read_ids(source, "train", c) for c in _contexts(3)]
+  _assert_partition(context_shards, list(ids))
+
+
+def test_image_folder_skips_a_corrupt_file_and_evaluates_on_test(tmp_path):
+  _write_folder(str(tmp_path), eval_split="test")
+  source = datasets.get_source(f"folder:{tmp_path}")
+  assert source.eval_split == "test" and source.num_examples("train") == 9
+  before = datasets.skipped_corrupt_images()
   seen = _all_ids(datasets.eval_dataset(source, split="train", batch_size=4,
                                         preprocess_fn=_eval_fn))
   assert len(seen) == 8 and b"dog/broken.jpg" not in seen
+  assert datasets.skipped_corrupt_images() == before + 1
   assert len(_all_ids(datasets.eval_dataset(source, batch_size=3, preprocess_fn=_eval_fn))) == 4
 
 
 def test_image_folder_errors(tmp_path):
-  with pytest.raises(UserError, match="no train/ dir"):
+  with pytest.raises(UserError, match="no train/ dir.*validation/<class>"):
+    datasets.get_source(f"folder:{tmp_path}")
+  os.makedirs(tmp_path / "train")
+  with pytest.raises(UserError, match="no class subdirectories"):
     datasets.get_source(f"folder:{tmp_path}")
   os.makedirs(tmp_path / "train" / "a")
+  with pytest.raises(UserError, match="no validation/ or test/ dir"):
+    datasets.get_source(f"folder:{tmp_path}")
   os.makedirs(tmp_path / "validation" / "a")
-  with pytest.raises(UserError, match="no images"):
+  with pytest.raises(UserError, match="1 class\\(es\\) have no images.*: a"):
+    datasets.get_source(f"folder:{tmp_path}")
+  (tmp_path / "train" / "a" / "x.png").write_bytes(
+      tf.io.encode_png(tf.zeros([2, 2, 3], tf.uint8)).numpy())
+  with pytest.raises(UserError, match="validation has no images"):
     datasets.get_source(f"folder:{tmp_path}")
 
 
 def test_unknown_dataset():
-  with pytest.raises(UserError, match="Unknown dataset 'svhn'.*cifar10.*folder:PATH"):
+  with pytest.raises(UserError, match="Unknown dataset 'svhn'.*cifar10.*digits.*imagenet"
+                     ".*folder:PATH"):
     datasets.get_source("svhn")
+  assert datasets.DATASETS.names() == ["cifar10", "cifar100", "digits", "imagenet"]
 
 
-# --- pipelines ------------------------------------------------------------------
+# --- pipelines ----------------------------------------------------------------------
 
 
 def test_eval_dataset_pads_and_masks():
   source = datasets.get_source("digits")
   batches = list(datasets.eval_dataset(source, batch_size=100, preprocess_fn=_eval_fn))
-  assert all(b["image"].shape[0] == 100 for b in batches)
-  assert float(sum(tf.reduce_sum(b["mask"]) for b in batches)) == 360
-  assert len(set(_all_ids(batches))) == 360
+  assert len(batches) == 4 and all(b["image"].shape[0] == 100 for b in batches)
+  np.testing.assert_array_equal(batches[-1]["mask"], [1.0] * 60 + [0.0] * 40)
+  ids = _all_ids(batches)
+  assert ids == list(source.labels_and_ids("test")[0])  # in order, each once
 
 
 def test_train_dataset_is_reproducible_and_filters_ids():
@@ -200,10 +395,24 @@ def test_train_dataset_is_reproducible_and_filters_ids():
   make = lambda seed: datasets.train_dataset(source, batch_size=16, preprocess_fn=_train_fn,
                                              keep_ids=keep, seed=seed, shuffle_buffer=64)
   first, again, other = (next(iter(make(s))) for s in (0, 0, 1))
+  assert first["image"].shape == (16, SIZE, SIZE, 3)
   np.testing.assert_array_equal(first["id"], again["id"])
-  np.testing.assert_allclose(first["image"], again["image"])
+  np.testing.assert_array_equal(first["noise"], again["noise"])
+  assert len(set(first["noise"].numpy())) == 16  # every example has its own seed
   assert not np.array_equal(first["id"], other["id"])
   assert set(first["id"].numpy()) <= set(keep)
+  many = [b for _, b in zip(range(10), make(0))]  # 160 > 50: repeats, with new seeds
+  assert {i for b in many for i in b["id"].numpy()} == set(keep)
+  assert len({float(n) for b in many for n in b["noise"].numpy()}) == 160
+
+
+def test_train_dataset_pipelines_read_disjoint_shards():
+  source = datasets.get_source("digits")
+  shards = [{i for _, b in zip(range(5), datasets.train_dataset(
+      source, batch_size=32, preprocess_fn=_train_fn, input_context=c, shuffle_buffer=1000))
+             for i in b["id"].numpy()} for c in _contexts(2)]
+  assert not shards[0] & shards[1]
+  assert len(shards[0]) > 100 and len(shards[1]) > 100
 
 
 def test_two_streams_have_their_own_batch_sizes():
@@ -212,11 +421,17 @@ def test_two_streams_have_their_own_batch_sizes():
   batch = next(iter(datasets.two_stream_dataset(
       source, sup_batch_size=4, unsup_batch_size=12, sup_preprocess_fn=_train_fn,
       unsup_preprocess_fn=_train_fn, sup_ids=ids[:20], shuffle_buffer=32)))
+  assert set(batch) == {"sup", "unsup"}
   assert batch["sup"]["image"].shape[0] == 4 and batch["unsup"]["image"].shape[0] == 12
   assert set(batch["sup"]["id"].numpy()) <= set(ids[:20])
 
 
-# --- label subsets ---------------------------------------------------------------
+def test_steps_per_epoch():
+  assert datasets.steps_per_epoch(50_000, 512) == 97
+  assert datasets.steps_per_epoch(10, 512) == 1
+
+
+# --- label subsets ----------------------------------------------------------------------
 
 IDS = np.array([f"img{i}".encode() for i in range(1000)])
 LABELS = np.arange(1000) % 10
@@ -226,34 +441,67 @@ LABELS = np.arange(1000) % 10
                                        ("7_per_class", 70), ("all", 1000)])
 def test_subsets_are_deterministic_balanced_and_sized(spec, size):
   chosen = datasets.select_labelled_ids(spec, IDS, LABELS, 10, seed=0)
-  assert len(chosen) == size and len(set(chosen)) == size
+  assert len(chosen) == size and len(set(chosen)) == size and set(chosen) <= set(IDS)
   np.testing.assert_array_equal(chosen, datasets.select_labelled_ids(spec, IDS, LABELS, 10, seed=0))
   counts = np.bincount(LABELS[np.isin(IDS, chosen)], minlength=10)
-  assert counts.max() - counts.min() <= 1
+  assert counts.max() - counts.min() <= (0 if spec.endswith("per_class") else 1)
   if spec != "all":
     assert not np.array_equal(chosen, datasets.select_labelled_ids(spec, IDS, LABELS, 10, seed=1))
     complement = np.setdiff1d(IDS, chosen)
     assert len(complement) == 1000 - size and not set(complement) & set(chosen)
 
 
-def test_subset_from_file_and_imagenet_style_names(tmp_path):
+def test_balanced_subset_with_unequal_classes():
+  labels = np.array([0] * 500 + [1] * 30 + [2] * 470)
+  ids = np.arange(1000).astype(str)
+  chosen = datasets.select_labelled_ids("61", ids, labels, 3, seed=3)
+  assert sorted(np.bincount(labels[chosen.astype(int)])) == [20, 20, 21]
+  with pytest.raises(UserError, match="Class 1 has only 30 .* needs 3[34] .*at most 90"):
+    datasets.select_labelled_ids("100", ids, labels, 3)
+
+
+def test_subset_from_files(tmp_path):
   path = tmp_path / "ids.txt"
-  path.write_text("img3\nimg5\n")
+  path.write_text("img3\nimg5\n\nimg3\n")  # blank lines and repeats are tolerated
   chosen = datasets.select_labelled_ids(f"file:{path}", IDS, LABELS, 10)
-  assert sorted(chosen) == [b"img3", b"img5"]
-  (tmp_path / "1percent.txt").write_text("n01_1.JPEG\n")
-  names = np.array([b"n01_0.JPEG", b"n01_1.JPEG"])
-  chosen = datasets.select_labelled_ids("1pct", names, np.array([0, 0]), 1,
-                                        dataset_name="imagenet", dataset_dir=str(tmp_path))
-  assert list(chosen) == [b"n01_1.JPEG"]
+  assert list(chosen) == [b"img3", b"img5"]
+  s4l = tmp_path / "label_map_count_2_index_0"
+  s4l.write_text('{"values": ["img7", "img1"]}')
+  assert list(datasets.select_labelled_ids(f"file:{s4l}", IDS, LABELS, 10)) == [b"img1", b"img7"]
+  # Index lists (SUNCET's CIFAR-10 splits) against TFDS ids, file names against paths.
+  (tmp_path / "indices.txt").write_text("2\n0\n")
+  tfds_ids = np.array([b"train_00000", b"train_00001", b"train_00002"])
+  assert list(datasets.select_labelled_ids(f"file:{tmp_path / 'indices.txt'}", tfds_ids,
+                                           np.zeros(3), 1)) == [b"train_00000", b"train_00002"]
+  (tmp_path / "names.txt").write_text("n01_1.JPEG\n")
+  paths = np.array([b"n01/n01_0.JPEG", b"n01/n01_1.JPEG"])
+  assert list(datasets.select_labelled_ids(f"file:{tmp_path / 'names.txt'}", paths,
+                                           np.zeros(2), 1)) == [b"n01/n01_1.JPEG"]
+
+
+@pytest.mark.parametrize("where", ["", "imagenet_subsets", "downloads"])
+def test_imagenet_percent_subsets_are_the_standard_lists(tmp_path, where):
+  name = {"": "1percent.txt", "imagenet_subsets": "1percent.txt",
+          # Where `tfds build imagenet2012_subset` leaves 1percent.txt.
+          "downloads": ("raw.gith.com_goog-rese_simc_mast_imag_subs"
+                        "cegqSLp4JSaDrjNMTQGevVxuhVuVmcE4n76D65VJzxc.txt")}[where]
+  os.makedirs(tmp_path / where, exist_ok=True)
+  (tmp_path / where / name).write_text("n01_1.JPEG\nn02_0.JPEG\n")
+  names = np.array([b"n01_0.JPEG", b"n01_1.JPEG", b"n02_0.JPEG", b"n02_1.JPEG"])
+  for dataset_name in ("imagenet", "imagenet2012"):
+    chosen = datasets.select_labelled_ids("1pct", names, np.array([0, 0, 1, 1]), 2, seed=5,
+                                          dataset_name=dataset_name, dataset_dir=str(tmp_path))
+    assert list(chosen) == [b"n01_1.JPEG", b"n02_0.JPEG"]
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("5000", "only 1000"),
-    ("101_per_class", "at most 100 per class"),
-    ("5", "cannot cover 10 classes"),
-    ("ten", "Cannot read --labels=ten"),
-    ("file:/no/such/file.txt", "does not exist"),
+    ("5000", "5000 labelled examples but the training split has only 1000"),
+    ("101_per_class", "101 labelled examples per class.*only 100.*at most 100 per class"),
+    ("0_per_class", "at least 1"),
+    ("5", "5 labelled examples cannot cover 10 classes"),
+    ("ten", "Cannot read --labels=ten.*N_per_class"),
+    ("5pct", "Cannot read --labels=5pct"),
+    ("file:/no/such/file.txt", "/no/such/file.txt does not exist"),
 ])
 def test_subset_errors(spec, message):
   with pytest.raises(UserError, match=message):
@@ -262,12 +510,17 @@ def test_subset_errors(spec, message):
 
 def test_subset_errors_for_unknown_ids_empty_class_and_missing_imagenet_list(tmp_path):
   path = tmp_path / "ids.txt"
-  path.write_text("img3\nnot_there\n")
-  with pytest.raises(UserError, match="1 of the 2 ids"):
+  path.write_text("img3\nnot_there\nnor_this\n")
+  with pytest.raises(UserError, match="2 of the 3 ids .* \\(e.g. not_there, nor_this;"):
     datasets.select_labelled_ids(f"file:{path}", IDS, LABELS, 10)
+  (tmp_path / "empty.txt").write_text("\n")
+  with pytest.raises(UserError, match="lists no ids"):
+    datasets.select_labelled_ids(f"file:{tmp_path / 'empty.txt'}", IDS, LABELS, 10)
   labels = np.where(LABELS == 9, 0, LABELS)  # class 9 has no examples
-  with pytest.raises(UserError, match="Class 9 has only 0"):
-    datasets.select_labelled_ids("100", IDS, labels, 10)
-  with pytest.raises(UserError, match="imagenet2012_subset.*1percent.txt"):
+  for spec in ("100", "2_per_class"):
+    with pytest.raises(UserError, match="Class 9 has only 0"):
+      datasets.select_labelled_ids(spec, IDS, labels, 10)
+  with pytest.raises(UserError, match="1percent.txt.*imagenet2012_subset/1pct.*"
+                     "google-research/simclr.*--labels=file:PATH"):
     datasets.select_labelled_ids("1pct", IDS, LABELS, 10, dataset_name="imagenet",
                                  dataset_dir=str(tmp_path))

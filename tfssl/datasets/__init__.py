@@ -2,9 +2,11 @@
 
 from tfssl.datasets.pipeline import (eval_dataset, skipped_corrupt_images, steps_per_epoch,
                                      train_dataset, two_stream_dataset)
-from tfssl.datasets.sources import DATASETS, FOLDER_PREFIX, Source, get_source
-from tfssl.datasets.subsets import select_labelled_ids
+from tfssl.datasets.sources import (DATASETS, FOLDER_PREFIX, CifarBinarySource, FolderSource,
+                                    Source, TFDSSource, TFRecordSource, get_source)
+from tfssl.datasets.subsets import imagenet_list_path, select_labelled_ids
 
-__all__ = ["DATASETS", "FOLDER_PREFIX", "Source", "eval_dataset", "get_source",
+__all__ = ["DATASETS", "FOLDER_PREFIX", "CifarBinarySource", "FolderSource", "Source",
+           "TFDSSource", "TFRecordSource", "eval_dataset", "get_source", "imagenet_list_path",
            "select_labelled_ids", "skipped_corrupt_images", "steps_per_epoch", "train_dataset",
            "two_stream_dataset"]

@@ -1,30 +1,72 @@
-"""Labelled subsets: `all | 1pct | 10pct | N | N_per_class | file:PATH`, deterministic per seed."""
+"""Labelled subsets: `all | 1pct | 10pct | N | N_per_class | file:PATH`, deterministic per seed.
 
+`N` and `1pct`/`10pct` draw a class-balanced subset (per-class counts differ by at most one,
+as S4L and SimCLR do); `N_per_class` draws exactly N of every class. ImageNet's 1%/10% are
+not drawn: they are the fixed lists everybody reports on (TFDS imagenet2012_subset =
+SimCLR's imagenet_subsets/1percent.txt, 10percent.txt). Semi-supervised methods use the
+whole train split as unlabelled data (as S4L does), so only the labelled ids are chosen here.
+"""
+
+import hashlib
 import json
 import os
 import re
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfssl.errors import UserError
 
 _FRACTIONS = {"1pct": 0.01, "10pct": 0.10}
-# TFDS's imagenet2012_subset lists (SimCLR's imagenet_subsets/*.txt).
-_IMAGENET_LISTS = {"1pct": "1percent.txt", "10pct": "10percent.txt"}
-_SPEC_HELP = "Use all, 1pct, 10pct, N (e.g. 4000), N_per_class (e.g. 400_per_class) or file:PATH."
+_SPEC_HELP = ("Use --labels=all, 1pct, 10pct, N (e.g. 4000), N_per_class (e.g. 400_per_class) "
+              "or file:PATH (one id per line).")
+_IMAGENET_NAMES = ("imagenet", "imagenet2012")
+
+
+class _ImagenetList:
+  """One of TFDS's imagenet2012_subset lists, and where `tfds build` leaves its download."""
+
+  def __init__(self, name, sha256, tfds_download_name):
+    self.name = name
+    self.sha256 = sha256
+    self.tfds_download_name = tfds_download_name
+    self.url = ("https://raw.githubusercontent.com/google-research/simclr/master/"
+                f"imagenet_subsets/{name}")
+
+
+# Checksums and download names from TFDS's imagenet2012_subset/checksums.tsv.
+_IMAGENET_LISTS = {
+    "1pct": _ImagenetList(
+        "1percent.txt", "71e82a48ba78252683ae334c4d019ebd5c6e855b9599c1389fbe83eb9549cf17",
+        "raw.gith.com_goog-rese_simc_mast_imag_subs"
+        "cegqSLp4JSaDrjNMTQGevVxuhVuVmcE4n76D65VJzxc.txt"),
+    "10pct": _ImagenetList(
+        "10percent.txt", "6d09de11e7bdaf5b1f3b1f249b6183695f97310cdd20f0c03e7235b6b9392091",
+        "raw.gith.com_goog-rese_simc_mast_imag_subs"
+        "bQneEee9r1sfOx8km2GDaV-XMQzdIPDAPnI1trk5IJE.txt"),
+}
 
 
 def _as_str(values):
-  return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+  return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _per_class_indices(labels, num_classes, rng):
+def _class_indices(labels, num_classes, rng):
+  """Each class's example indices in a seeded random order."""
   return [rng.permutation(np.flatnonzero(labels == c)) for c in range(num_classes)]
 
 
+def _check_no_empty_class(by_class):
+  empty = [c for c, idx in enumerate(by_class) if not len(idx)]
+  if empty:
+    raise UserError(f"Class {empty[0]} has only 0 training examples ({len(empty)} classes are "
+                    "empty), so no labelled subset can hold every class. Check num_classes "
+                    "and the dataset's labels, or use --labels=file:PATH.")
+
+
 def balanced_subset(labels, num_classes, count, seed):
-  """Indices of `count` examples, per-class counts differing by at most one."""
+  """Indices (sorted) of `count` examples; per-class counts differ by at most one."""
   if count > len(labels):
     raise UserError(f"Asked for {count} labelled examples but the training split has only "
                     f"{len(labels)}. {_SPEC_HELP}")
@@ -32,21 +74,29 @@ def balanced_subset(labels, num_classes, count, seed):
     raise UserError(f"{count} labelled examples cannot cover {num_classes} classes: some class "
                     f"would have no labelled example. Ask for at least {num_classes}.")
   rng = np.random.RandomState(seed)
-  by_class = _per_class_indices(labels, num_classes, rng)
+  by_class = _class_indices(labels, num_classes, rng)
+  _check_no_empty_class(by_class)
   per_class = np.full(num_classes, count // num_classes)
+  # Which classes get the one extra example is part of the seeded draw.
   per_class[rng.permutation(num_classes)[:count % num_classes]] += 1
-  short = [(c, len(idx), n) for c, (idx, n) in enumerate(zip(by_class, per_class)) if len(idx) < n]
+  short = [(c, len(idx), n) for c, (idx, n) in enumerate(zip(by_class, per_class))
+           if len(idx) < n]
   if short:
     c, have, want = short[0]
     raise UserError(f"Class {c} has only {have} training examples but a class-balanced subset "
-                    f"of {count} needs {want} from it ({len(short)} classes are short). "
-                    "Ask for fewer labels.")
+                    f"of {count} needs {want} from it ({len(short)} classes are short). Ask "
+                    f"for at most {num_classes * min(len(i) for i in by_class)} labels, or "
+                    "use --labels=file:PATH.")
   return np.sort(np.concatenate([idx[:n] for idx, n in zip(by_class, per_class)]))
 
 
 def per_class_subset(labels, num_classes, per_class, seed):
+  """Indices (sorted) of exactly `per_class` examples of every class."""
+  if per_class < 1:
+    raise UserError(f"Asked for {per_class} labelled examples per class; ask for at least 1.")
   rng = np.random.RandomState(seed)
-  by_class = _per_class_indices(labels, num_classes, rng)
+  by_class = _class_indices(labels, num_classes, rng)
+  _check_no_empty_class(by_class)
   counts = [len(idx) for idx in by_class]
   if min(counts) < per_class:
     smallest = int(np.argmin(counts))
@@ -57,47 +107,99 @@ def per_class_subset(labels, num_classes, per_class, seed):
 
 
 def read_id_file(path):
-  """One id per line, or S4L's JSON {"values": [...]}."""
+  """Ids listed in `path`: one per line, or S4L's JSON {"values": [...]}."""
   if not tf.io.gfile.exists(path):
     raise UserError(f"Label file {path} does not exist. It should list one training example "
-                    "id (or ImageNet file name) per line.")
+                    "id (or ImageNet file name, e.g. n01440764_10026.JPEG) per line.")
   with tf.io.gfile.GFile(path) as f:
     text = f.read()
   if text.lstrip().startswith("{"):
-    return [str(v) for v in json.loads(text)["values"]]
-  return [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+      values = json.loads(text)["values"]
+    except (ValueError, KeyError) as e:
+      raise UserError(f"Label file {path} looks like JSON but is not S4L's "
+                      f'{{"values": [ids]}} format ({e}).') from e
+    wanted = [str(v) for v in values]
+  else:
+    wanted = [line.strip() for line in text.splitlines() if line.strip()]
+  if not wanted:
+    raise UserError(f"Label file {path} lists no ids.")
+  return wanted
+
+
+def _alternative_keys(ids):
+  """Other spellings a list may use for our ids, kept only where they are unambiguous.
+
+  ImageNet lists name files ("n01440764_10026.JPEG") where ids may be paths; CIFAR index
+  lists (e.g. SUNCET's) hold integers where TFDS ids are "train_00123".
+  """
+  spellings = []
+  spellings.append([i.replace("\\", "/").rsplit("/", 1)[-1] for i in ids])
+  numbered = [re.fullmatch(r"[A-Za-z]+_0*(\d+)", i) for i in ids]
+  if all(numbered):
+    spellings.append([m.group(1) for m in numbered])
+  for keys in spellings:
+    if len(set(keys)) == len(keys):
+      yield keys
 
 
 def ids_from_file(path, ids):
-  """The dataset ids named in `path`; ImageNet lists name files, matched by base name."""
+  """Sorted indices into `ids` of the examples listed in `path`."""
   wanted = read_id_file(path)
+  unique = list(dict.fromkeys(wanted))
+  if len(unique) < len(wanted):
+    logging.warning("Label file %s lists %d ids more than once; using the %d distinct ones.",
+                    path, len(wanted) - len(unique), len(unique))
   ids_str = _as_str(ids)
   lookup = {i: k for k, i in enumerate(ids_str)}
-  if not all(w in lookup for w in wanted[:100]):
-    lookup.update({os.path.basename(i): k for k, i in enumerate(ids_str)})
-  missing = [w for w in wanted if w not in lookup]
+  missing = [w for w in unique if w not in lookup]
   if missing:
-    raise UserError(f"{len(missing)} of the {len(wanted)} ids in {path} are not in the training "
-                    f"split (e.g. {', '.join(missing[:3])}). Check that the file belongs to "
-                    "this dataset.")
-  return np.sort(np.array([lookup[w] for w in wanted]))
+    for keys in _alternative_keys(ids_str):
+      extra = {key: k for k, key in enumerate(keys)}
+      if sum(w in extra for w in missing) > len(missing) // 2:
+        lookup.update(extra)
+        break
+    missing = [w for w in unique if w not in lookup]
+  if missing:
+    raise UserError(f"{len(missing)} of the {len(unique)} ids in {path} are not in the training "
+                    f"split (e.g. {', '.join(missing[:3])}; the split's ids look like "
+                    f"{', '.join(ids_str[:2])}). Check that the file belongs to this dataset.")
+  return np.sort(np.array([lookup[w] for w in unique]))
 
 
-def _imagenet_list(spec, dataset_dir):
-  name = _IMAGENET_LISTS[spec]
-  for folder in filter(None, (dataset_dir, os.path.join(dataset_dir or "", "imagenet_subsets"))):
-    path = os.path.join(folder, name)
+def _sha256(path):
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def imagenet_list_path(spec, dataset_dir=None):
+  """Where TFDS's imagenet2012_subset list for `spec` is: dataset_dir, or a TFDS download."""
+  subset = _IMAGENET_LISTS[spec]
+  tfds_dirs = [dataset_dir] if dataset_dir else []
+  tfds_dirs.append(os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets"))
+  candidates = []
+  if dataset_dir:
+    candidates += [os.path.join(dataset_dir, subset.name),
+                   os.path.join(dataset_dir, "imagenet_subsets", subset.name)]
+  candidates += [os.path.join(d, "downloads", subset.tfds_download_name) for d in tfds_dirs]
+  for path in candidates:
     if tf.io.gfile.exists(path):
+      if _sha256(path) != subset.sha256:
+        logging.warning("%s differs from TFDS's imagenet2012_subset %s (sha256 %s): results "
+                        "will not be comparable with published %s numbers.", path, spec,
+                        subset.sha256, spec)
       return path
   raise UserError(
-      f"--labels={spec} on ImageNet uses TFDS's imagenet2012_subset list {name} "
-      f"(google-research/simclr imagenet_subsets/{name}), which is not in --dataset_dir "
-      f"{dataset_dir}. Put the file there, or pass --labels=file:PATH.")
+      f"--labels={spec} on ImageNet uses the standard list {subset.name} (the one TFDS "
+      f"imagenet2012_subset/{spec} and SimCLR use), which is not in --dataset_dir "
+      f"{dataset_dir} (looked for {', '.join(candidates[:2] or ['DIR/' + subset.name])}). "
+      f"Copy the public file {subset.url} (google-research/simclr imagenet_subsets/"
+      f"{subset.name}) there, or pass --labels=file:PATH.")
 
 
 def select_labelled_ids(spec, ids, labels, num_classes, seed=0, dataset_name=None,
                         dataset_dir=None):
-  """The ids of the labelled examples that `spec` asks for."""
+  """The ids (a subset of `ids`, in their order) of the labelled examples `spec` asks for."""
   ids = np.asarray(ids)
   labels = np.asarray(labels)
   spec = str(spec).strip()
@@ -106,8 +208,8 @@ def select_labelled_ids(spec, ids, labels, num_classes, seed=0, dataset_name=Non
   if spec.startswith("file:"):
     return ids[ids_from_file(spec[len("file:"):], ids)]
   if spec in _FRACTIONS:
-    if dataset_name == "imagenet":
-      return ids[ids_from_file(_imagenet_list(spec, dataset_dir), ids)]
+    if dataset_name in _IMAGENET_NAMES:
+      return ids[ids_from_file(imagenet_list_path(spec, dataset_dir), ids)]
     count = int(round(_FRACTIONS[spec] * len(ids)))
     return ids[balanced_subset(labels, num_classes, count, seed)]
   match = re.fullmatch(r"(\d+)(_per_class)?", spec)
