@@ -6,94 +6,201 @@ import tensorflow as tf
 from tfssl import models
 from tfssl.errors import UserError
 
-TAPS = {
-    "resnet": {"stem", "block1", "block2", "block3", "block4", "default"},
-    "wide_resnet": {"stem", "block1", "block2", "block3", "default"},
-    "vgg": {"block1", "block2", "block3", "block4", "block5", "default"},
-}
+TINY = 0.0625
+
+# Expected taps at 32 px (CIFAR stem) and width 1/16: {tap: (side, channels)}.
+RESNET_BASIC_32 = {"stem": (32, 4), "block1": (32, 4), "block2": (16, 8), "block3": (8, 16),
+                   "block4": (4, 32)}
+RESNET_BOTTLENECK_32 = {"stem": (32, 4), "block1": (32, 16), "block2": (16, 32),
+                        "block3": (8, 64), "block4": (4, 128)}
+WRN_32 = {"stem": (32, 1), "block1": (32, 2 * 16 * TINY), "block2": (16, 2 * 32 * TINY),
+          "block3": (8, 2 * 64 * TINY)}
+VGG_32 = {"block1": (32, 4), "block2": (16, 8), "block3": (8, 16), "block4": (4, 32),
+          "block5": (2, 32)}
 
 
-def _family(name):
-  return "wide_resnet" if name.startswith("wide") else "vgg" if name.startswith("vgg") else "resnet"
+def _expected_taps(name):
+  if name.startswith("wide_resnet"):
+    widen = int(name.split("_")[-1])
+    return {tap: (side, round(channels / 2 * widen) if tap != "stem" else channels)
+            for tap, (side, channels) in WRN_32.items()}
+  if name.startswith("vgg"):
+    return VGG_32
+  depth = int(name[len("resnet"):].split("_")[0])
+  return RESNET_BASIC_32 if depth < 50 else RESNET_BOTTLENECK_32
 
 
-@pytest.mark.parametrize("name", [n for n in models.MODELS.names()
-                                  if not n.startswith(("resnet101", "resnet152"))])
-def test_every_model_builds_with_its_taps(name):
-  model = models.build_model(name, image_size=32, width=0.0625)
-  out = model(tf.random.uniform([2, 32, 32, 3]), training=True)
-  assert set(out) == TAPS[_family(name)]
-  assert out["default"].shape.rank == 2 and out["default"].shape[0] == 2
-  assert all(v.dtype == tf.float32 for v in out.values())
+def _parameter_count(variables):
+  return sum(int(np.prod(v.shape)) for v in variables)
 
 
-@pytest.mark.parametrize("name", ["resnet101_v2", "resnet152_v1"])
-def test_deep_resnets_build(name):
-  model = models.build_model(name, image_size=32, width=0.0625)
-  assert model(tf.zeros([1, 32, 32, 3]))["block3"].shape[1:3] == (8, 8)
-
-
-def test_cifar_and_imagenet_stems():
-  cifar = models.build_model("resnet18_v2", image_size=32, width=0.0625)
-  out = cifar(tf.zeros([1, 32, 32, 3]))
-  assert out["block1"].shape[1:3] == (32, 32) and out["block4"].shape[1:3] == (4, 4)
-  imagenet = models.build_model("resnet18_v2", image_size=96, width=0.0625)
-  out = imagenet(tf.zeros([1, 96, 96, 3]))
-  assert out["stem"].shape[1:3] == (24, 24) and out["block4"].shape[1:3] == (3, 3)
-
-
-@pytest.mark.parametrize("name,expected", [("resnet50_v1", 25_557_032),
-                                           ("resnet50_v2", 25_549_352)])
-def test_resnet50_has_the_published_parameter_count(name, expected):
-  model = models.build_model(name, image_size=224)
-  head = keras.layers.Dense(1000)
-  head.build((None, 2048))
-  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables + head.trainable_variables)
-  assert trainable == expected  # 25.6M, as the ResNet papers and torchvision count
-
-
-def test_width_multiplier_scales_channels():
-  narrow = models.build_model("resnet18_v1", image_size=32, width=0.25)
-  wide = models.build_model("resnet18_v1", image_size=32, width=0.5)
-  assert narrow.output["default"].shape[-1] == 128 and wide.output["default"].shape[-1] == 256
-
-
-def test_other_input_sizes_and_mixed_precision():
+@pytest.fixture
+def mixed_bfloat16():
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
-    model = models.build_model("resnet10_v2", image_size=32, width=0.0625)
-    out = model(tf.random.uniform([2, 48, 48, 3]))
-    assert out["default"].dtype == tf.float32 and out["block4"].shape[1:3] == (6, 6)
+    yield
   finally:
     keras.mixed_precision.set_global_policy("float32")
 
 
+def test_registered_names():
+  names = set(models.MODELS.names())
+  for depth in (10, 18, 34, 50, 101, 152):
+    assert {f"resnet{depth}_v1", f"resnet{depth}_v2"} <= names
+  assert {"wide_resnet28_2", "vgg19"} <= names
+
+
+@pytest.mark.parametrize("name", models.MODELS.names())
+def test_every_model_returns_its_taps_at_32px(name):
+  model = models.build_model(name, image_size=32, width=TINY)
+  expected = _expected_taps(name)
+  # Static shapes: the graph is built at image_size.
+  assert {tap: tuple(t.shape) for tap, t in model.output.items() if tap != "default"} == {
+      tap: (None, side, side, channels) for tap, (side, channels) in expected.items()}
+  last_tap = max(tap for tap in expected if tap.startswith("block"))
+  assert tuple(model.output["default"].shape) == (None, expected[last_tap][1])
+  out = model(tf.random.uniform([2, 32, 32, 3]), training=True)
+  assert set(out) == set(expected) | {"default"}
+  assert all(value.dtype == tf.float32 for value in out.values())
+  assert np.all(np.isfinite(out["default"].numpy()))
+
+
+@pytest.mark.parametrize("name", ["resnet18_v1", "resnet50_v2", "wide_resnet28_2", "vgg19"])
+def test_float32_outputs_under_mixed_bfloat16(name, mixed_bfloat16):
+  del mixed_bfloat16
+  model = models.build_model(name, image_size=32, width=TINY)
+  assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+  out = model(tf.random.uniform([2, 32, 32, 3]), training=True)
+  assert all(value.dtype == tf.float32 for value in out.values())
+
+
+def test_imagenet_stem_at_96px_and_auto_choice():
+  model = models.build_model("resnet18_v2", image_size=96, width=TINY)
+  out = model(tf.zeros([1, 96, 96, 3]))
+  assert out["stem"].shape[1:3] == (24, 24) and out["block4"].shape[1:3] == (3, 3)
+  forced = models.build_model("resnet18_v1", image_size=64, width=TINY, cifar_stem=False)
+  assert forced.output["stem"].shape[1:3] == (16, 16)
+  auto = models.build_model("resnet18_v1", image_size=64, width=TINY)
+  assert auto.output["stem"].shape[1:3] == (64, 64)
+
+
+def test_runs_on_other_input_sizes_than_built_for():
+  model = models.build_model("resnet10_v1", image_size=32, width=TINY, cifar_stem=False)
+  out = model(tf.random.uniform([2, 45, 38, 3]))
+  # Strided layers pad symmetrically: ceil(size / 2) at every stride-2 step.
+  assert out["stem"].shape[1:3] == (12, 10) and out["block4"].shape[1:3] == (2, 2)
+  shapeless = tf.function(lambda images: model(images)["default"]).get_concrete_function(
+      tf.TensorSpec([None, None, None, 3], tf.float32))
+  assert shapeless.structured_outputs.shape.as_list() == [None, 32]
+
+
+def test_first_op_rescales_to_minus_one_one():
+  model = models.build_model("vgg19", image_size=8, width=TINY)
+  rescale = model.get_layer("to_minus_one_one")
+  np.testing.assert_allclose(rescale(tf.constant([0.0, 0.5, 1.0])), [-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("resnet50_v1", 25_557_032),  # torchvision / the ResNet paper's 25.6M
+    ("resnet50_v2", 25_549_352),  # no stem BN, one final BN: 7,680 fewer
+])
+def test_resnet50_parameter_count_with_a_1000_way_head(name, expected):
+  model = models.build_model(name, image_size=224)
+  head = keras.layers.Dense(1000)
+  head.build(model.output["default"].shape)
+  count = _parameter_count(model.trainable_weights + head.trainable_weights)
+  assert count == pytest.approx(expected, rel=0.005)
+  assert count == pytest.approx(25.6e6, rel=0.005)
+
+
+def test_wide_resnet28_2_parameter_count_with_a_10_way_head():
+  model = models.build_model("wide_resnet28_2", image_size=32)
+  assert _parameter_count(model.trainable_weights) + 128 * 10 + 10 == 1_467_610  # 1.47M
+
+
+def test_width_multiplier_scales_channels():
+  channels = {}
+  for width in (0.125, 0.25):
+    model = models.build_model("resnet18_v1", image_size=32, width=width)
+    channels[width] = {tap: t.shape[-1] for tap, t in model.output.items()}
+  assert channels[0.125] == {"stem": 8, "block1": 8, "block2": 16, "block3": 32, "block4": 64,
+                             "default": 64}
+  assert all(channels[0.25][tap] == 2 * c for tap, c in channels[0.125].items())
+  assert models.build_model("wide_resnet28_2", image_size=32, width=0.001).output[
+      "default"].shape[-1] == 1  # at least one channel
+
+
+def test_no_biases_and_standard_variable_names():
+  model = models.build_model("resnet10_v2", image_size=32, width=TINY)
+  names = {v.name for v in model.trainable_weights}
+  assert names == {"kernel", "gamma", "beta"}  # weight decay selects by these names
+
+
+def test_name_prefix_separates_two_backbones():
+  online = models.build_model("resnet10_v2", image_size=16, width=TINY)
+  target = models.build_model("resnet10_v2", image_size=16, width=TINY, name_prefix="target")
+  assert target.name == "target_resnet10_v2"
+  assert all(layer.name.startswith("target_") for layer in target.layers)
+  assert not {v.path for v in online.weights} & {v.path for v in target.weights}
+  target.set_weights(online.get_weights())
+  images = tf.random.uniform([2, 16, 16, 3])
+  np.testing.assert_allclose(online(images)["default"], target(images)["default"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet10_v1", "resnet10_v2"])
+def test_zero_init_residual_makes_blocks_start_as_projections(name):
+  model = models.build_model(name, image_size=16, width=TINY, zero_init_residual=True)
+  last = "block1_unit1_bn2" if name.endswith("v1") else "block1_unit1_conv2"
+  weight = model.get_layer(last).weights[0]
+  assert weight.name in ("gamma", "kernel") and not np.any(weight.numpy())
+
+
 def test_sync_batch_norm_under_two_replicas(two_replica_strategy):
   with two_replica_strategy.scope():
-    model = models.build_model("resnet10_v2", image_size=16, width=0.0625, sync_bn=True)
+    model = models.build_model("resnet10_v2", image_size=16, width=TINY, sync_bn=True)
+  assert all(layer.synchronized for layer in model.layers
+             if isinstance(layer, keras.layers.BatchNormalization))
 
+  @tf.function
   def step(images):
-    return model(images, training=True)["default"]
+    return two_replica_strategy.run(lambda x: model(x, training=True)["default"], args=(images,))
 
-  images = tf.random.uniform([4, 16, 16, 3])
   dataset = two_replica_strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(images).unbatch().batch(4))
-  out = two_replica_strategy.run(tf.function(step), args=(next(iter(dataset)),))
-  assert two_replica_strategy.experimental_local_results(out)[0].shape == (2, 64 // 2)
+      tf.data.Dataset.from_tensors(tf.random.uniform([4, 16, 16, 3])))
+  per_replica = two_replica_strategy.experimental_local_results(step(next(iter(dataset))))
+  assert [tuple(out.shape) for out in per_replica] == [(2, 32), (2, 32)]
 
 
 def test_jit_compiled_forward_and_gradient():
-  model = models.build_model("resnet10_v1", image_size=16, width=0.0625)
+  model = models.build_model("resnet10_v1", image_size=16, width=TINY)
 
   @tf.function(jit_compile=True)
-  def grads(images):
+  def gradients(images):
     with tf.GradientTape() as tape:
-      loss = tf.reduce_sum(model(images, training=True)["default"])
+      loss = tf.reduce_sum(model(images, training=True)["default"] ** 2)
     return tape.gradient(loss, model.trainable_variables)
 
-  assert all(g is not None for g in grads(tf.random.uniform([2, 16, 16, 3])))
+  grads = gradients(tf.random.uniform([2, 16, 16, 3]))
+  assert len(grads) == len(model.trainable_variables)
+  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+def test_forward_multiply_adds_match_the_published_counts():
+  assert models.forward_multiply_adds(
+      models.build_model("resnet50_v1", image_size=224)) == pytest.approx(4.09e9, rel=0.01)
+  assert models.forward_multiply_adds(
+      models.build_model("resnet18_v2", image_size=224)) == pytest.approx(1.81e9, rel=0.01)
 
 
 def test_unknown_model_lists_known_ones():
-  with pytest.raises(UserError, match="Unknown model 'resnet51_v2'.*resnet50_v2"):
+  with pytest.raises(UserError, match="Unknown model 'resnet51_v2'.*resnet50_v2.*vgg19"):
     models.build_model("resnet51_v2", image_size=32)
+
+
+def test_bad_arguments_are_user_errors():
+  with pytest.raises(UserError, match="width"):
+    models.build_model("resnet18_v2", image_size=32, width=0)
+  with pytest.raises(UserError, match="CIFAR stem"):
+    models.build_model("wide_resnet28_2", image_size=96, cifar_stem=False)
+  with pytest.raises(UserError, match="image_size or cifar_stem"):
+    models.build_model("resnet18_v2", image_size=None)

@@ -4,6 +4,9 @@ Every model returns float32 `default` (pre-logits, globally pooled) plus taps of
 intermediate feature maps (`stem`, `block1`...). Heads belong to the methods.
 """
 
+import keras
+
+from tfssl.errors import UserError
 from tfssl.models import layers
 from tfssl.models import resnet
 from tfssl.models import vgg
@@ -17,8 +20,55 @@ vgg.register_all(MODELS)
 
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
-                bn_epsilon=1e-5, cifar_stem=None):
-  """Builds a registered backbone; `cifar_stem=None` picks the CIFAR stem for <= 64 px."""
+                bn_epsilon=1e-5, cifar_stem=None, name_prefix=None, zero_init_residual=False):
+  """Builds a registered backbone.
+
+  Args:
+    name: a name in `MODELS`, e.g. "resnet50_v2", "wide_resnet28_2", "vgg19".
+    image_size: the side of the images the graph is built for (static shapes); the model
+      also runs on other sizes.
+    width: multiplier on every channel count (rounded, at least 1).
+    sync_bn: cross-replica batch norm.
+    bn_momentum, bn_epsilon: Keras BatchNormalization settings (momentum of the moving
+      averages, i.e. 1 - PyTorch's momentum).
+    cifar_stem: ResNets' 3x3/1 stem without max-pool; None picks it for image_size <= 64.
+    name_prefix: prepended (with "_") to every layer and the model name, so that two
+      backbones of one method have distinct layer and variable paths.
+    zero_init_residual: residual blocks start as the identity (zero last BN gamma in v1,
+      zero last conv kernel in pre-activation nets).
+
+  Returns:
+    A Keras model mapping float32 [0, 1] NHWC images to a dict of float32 tensors.
+  """
   builder = MODELS.get(name)
-  norm = layers.batch_norm_factory(sync_bn=sync_bn, momentum=bn_momentum, epsilon=bn_epsilon)
-  return builder(image_size=image_size, width=width, norm=norm, cifar_stem=cifar_stem)
+  if not width > 0:
+    raise UserError(f"Model width multiplier must be positive, got {width}.")
+  ops = layers.LayerFactory(sync_bn=sync_bn, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                            name_prefix=name_prefix)
+  return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,
+                 zero_init_residual=zero_init_residual)
+
+
+def forward_multiply_adds(model):
+  """Multiply-adds of one image's forward pass, from the conv and dense layers' shapes.
+
+  Uses the static shapes of the graph as built (at `image_size`); elementwise ops, BN
+  and pooling are left out, as in the usual FLOP counts of conv nets.
+  """
+  total = 0
+  for layer in _leaf_layers(model):
+    if isinstance(layer, keras.layers.Conv2D):
+      _, height, width, channels = layer.output.shape
+      kernel_height, kernel_width, in_channels, _ = layer.kernel.shape
+      total += height * width * channels * kernel_height * kernel_width * in_channels
+    elif isinstance(layer, keras.layers.Dense):
+      total += int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+  return int(total)
+
+
+def _leaf_layers(model):
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from _leaf_layers(layer)
+    else:
+      yield layer

@@ -1,50 +1,106 @@
-"""Building blocks shared by the backbones."""
+"""Layer factory shared by the backbones: BN settings, name prefix, padding, outputs.
 
-import functools
+Blocks are written functionally (`y = ops.conv(x, ...)`), and every layer gets an
+explicit name so that two backbones of one method (an online network and its EMA
+teacher) differ only by `name_prefix`, and checkpoints and summaries read well.
+"""
 
 import keras
-import tensorflow as tf
+
+from tfssl.errors import UserError
+
+# Convolutions are followed by BN, so they have no bias; He-normal (fan-out) as in
+# torchvision and the TF official ResNets.
+_CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
 
 
 def scaled(channels, width):
-  """Channels after the width multiplier, at least one."""
+  """Channels after the width multiplier: rounded, at least one."""
   return max(int(round(channels * width)), 1)
 
 
-def conv(filters, kernel_size, stride=1, name=None):
-  # He-normal (fan-out) init and no bias: every conv is followed by batch norm.
-  return keras.layers.Conv2D(
-      filters, kernel_size, strides=stride, padding="same", use_bias=False,
-      kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"),
-      name=name)
-
-
-def batch_norm_factory(sync_bn=False, momentum=0.9, epsilon=1e-5):
-  """BN layers of one model share these settings; `synchronized` is cross-replica BN."""
-  return functools.partial(keras.layers.BatchNormalization, momentum=momentum, epsilon=epsilon,
-                           synchronized=sync_bn)
-
-
-class ToMinusOneOne(keras.layers.Layer):
-  """Images arrive in [0, 1]; the networks see [-1, 1]."""
-
-  def call(self, images):
-    return images * 2.0 - 1.0
-
-
-def to_minus_one_one(inputs):
-  return ToMinusOneOne(name="to_minus_one_one")(inputs)
-
-
+@keras.saving.register_keras_serializable("tfssl")
 class Float32(keras.layers.Layer):
-  """Representations leave the model as float32 whatever the compute dtype."""
+  """Representations leave the model as float32 whatever the global dtype policy."""
 
   def __init__(self, **kwargs):
-    super().__init__(dtype="float32", **kwargs)
+    kwargs["dtype"] = "float32"
+    super().__init__(**kwargs)
 
   def call(self, x):
-    return tf.cast(x, tf.float32)
+    return keras.ops.cast(x, "float32")
 
 
-def as_float32(outputs):
-  return {name: Float32(name=f"out_{name}")(value) for name, value in outputs.items()}
+class LayerFactory:
+  """Makes the layers of one backbone.
+
+  Layers follow the global dtype policy (Keras keeps BN statistics in float32);
+  `sync_bn` makes BN cross-replica.
+  """
+
+  def __init__(self, *, sync_bn=False, bn_momentum=0.9, bn_epsilon=1e-5, name_prefix=None):
+    if name_prefix is not None and (not name_prefix or "/" in name_prefix):
+      raise UserError(f"name_prefix must be a non-empty string without '/', got {name_prefix!r}.")
+    self.sync_bn = sync_bn
+    self.bn_momentum = bn_momentum
+    self.bn_epsilon = bn_epsilon
+    self.name_prefix = name_prefix
+
+  def name(self, name):
+    return f"{self.name_prefix}_{name}" if self.name_prefix else name
+
+  def conv(self, x, filters, kernel_size, stride=1, *, name, zero_init=False):
+    """Conv without bias; strided convs pad symmetrically (TF-Slim / torchvision style).
+
+    Keras' "same" padding pads only at the end for even inputs and stride 2, which
+    shifts every strided layer by half a pixel and makes the result depend on the
+    input's parity; fixed padding + "valid" does neither.
+    """
+    padding = "same"
+    if stride > 1 and kernel_size > 1:
+      x = self.pad(x, kernel_size, name=f"{name}_pad")
+      padding = "valid"
+    initializer = "zeros" if zero_init else _CONV_INIT
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=stride, padding=padding, use_bias=False,
+        kernel_initializer=initializer, name=self.name(name))(x)
+
+  def pad(self, x, kernel_size, *, name):
+    total = kernel_size - 1
+    return keras.layers.ZeroPadding2D((total // 2, total - total // 2), name=self.name(name))(x)
+
+  def batch_norm(self, x, *, name, zero_init=False):
+    return keras.layers.BatchNormalization(
+        momentum=self.bn_momentum, epsilon=self.bn_epsilon, synchronized=self.sync_bn,
+        gamma_initializer="zeros" if zero_init else "ones", name=self.name(name))(x)
+
+  def relu(self, x, *, name):
+    return keras.layers.ReLU(name=self.name(name))(x)
+
+  def leaky_relu(self, x, slope, *, name):
+    return keras.layers.LeakyReLU(negative_slope=slope, name=self.name(name))(x)
+
+  def add(self, x, y, *, name):
+    return keras.layers.Add(name=self.name(name))([x, y])
+
+  def max_pool(self, x, size, stride, *, padding, name):
+    return keras.layers.MaxPooling2D(size, stride, padding=padding, name=self.name(name))(x)
+
+  def inputs(self, image_size):
+    """[0, 1] images in, [-1, 1] to the first conv."""
+    images = keras.Input((image_size, image_size, 3), name=self.name("images"))
+    return images, keras.layers.Rescaling(2.0, offset=-1.0, name=self.name("to_minus_one_one"))(
+        images)
+
+  def model(self, images, taps, final, *, name):
+    """Functional model returning float32 {**taps, "default": global average of `final`}."""
+    outputs = {tap: Float32(name=self.name(f"out_{tap}"))(value) for tap, value in taps.items()}
+    # Pooling in float32: a bf16 mean over many positions loses precision.
+    outputs["default"] = keras.layers.GlobalAveragePooling2D(
+        dtype="float32", name=self.name("out_default"))(final)
+    model = keras.Model(images, outputs, name=self.name(name))
+    # The graph is built at `image_size` so static shapes (taps, FLOP counts) are
+    # known, but a conv net runs at any size: keep only the rank and channel check
+    # of the input spec (Keras would otherwise reject other spatial sizes).
+    model.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: 3})
+    return model

@@ -1,13 +1,19 @@
-"""ResNet v1 (post-activation) and v2 (pre-activation) with a width multiplier.
+"""ResNet v1 (post-activation, He et al. 2015) and v2 (pre-activation, He et al. 2016).
 
-Bottleneck blocks put the stride on the 3x3 convolution (the "v1.5" placement used by
-torchvision and TF-Slim's v2 nets), which is what the published 25.6M-parameter
-ResNet-50 counts assume.
+Widths 64/128/256/512 per stage (x4 at the output of bottleneck blocks) times the width
+multiplier; Revisiting's `filters_factor` 4/8/12/16 is width 1/2/3/4. Stage strides
+1, 2, 2, 2. Bottleneck blocks put the stride on the 3x3 convolution, not on the first
+1x1 ("ResNet v1.5", as torchvision, TF official and Revisiting do): a strided 1x1 conv
+drops three quarters of its input. The published 25.6M parameters of ResNet-50 count
+this architecture (the placement does not change parameter counts).
+
+Taps follow Revisiting: `stem` after the root block, `blockN` the output of the last
+unit of stage N. In v2 the residual stream is unnormalised, so `default` is the global
+average after a final BN + ReLU.
 """
 
-import keras
-
-from tfssl.models import layers as L
+from tfssl.errors import UserError
+from tfssl.models import layers as layers_lib
 
 _BLOCKS = {
     10: ("basic", (1, 1, 1, 1)),
@@ -19,82 +25,93 @@ _BLOCKS = {
 }
 _BASE_WIDTHS = (64, 128, 256, 512)
 _STAGE_STRIDES = (1, 2, 2, 2)
+_EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-def _v1_block(x, filters, stride, kind, norm, name):
-  expansion = 4 if kind == "bottleneck" else 1
-  shortcut = x
-  if stride != 1 or x.shape[-1] != filters * expansion:
-    shortcut = L.conv(filters * expansion, 1, stride, name=f"{name}_proj")(x)
-    shortcut = norm(name=f"{name}_proj_bn")(shortcut)
+def _residual_branch(ops, x, filters, stride, kind, name, *, post_activation, zero_init):
+  """conv-BN-ReLU-...-conv[-BN]: v1 ends with BN (post-activation), v2 with the conv.
+
+  In v2 each conv after the first is preceded by BN + ReLU; the first one's input is
+  already the block's pre-activation.
+  """
   if kind == "bottleneck":
-    y = L.conv(filters, 1, 1, name=f"{name}_conv1")(x)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn1")(y))
-    y = L.conv(filters, 3, stride, name=f"{name}_conv2")(y)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn2")(y))
-    y = L.conv(filters * 4, 1, 1, name=f"{name}_conv3")(y)
-    y = norm(name=f"{name}_bn3")(y)
+    convs = ((filters, 1, 1), (filters, 3, stride), (filters * 4, 1, 1))
   else:
-    y = L.conv(filters, 3, stride, name=f"{name}_conv1")(x)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn1")(y))
-    y = L.conv(filters, 3, 1, name=f"{name}_conv2")(y)
-    y = norm(name=f"{name}_bn2")(y)
-  return keras.layers.ReLU()(keras.layers.Add()([shortcut, y]))
+    convs = ((filters, 3, stride), (filters, 3, 1))
+  for index, (channels, kernel_size, conv_stride) in enumerate(convs, start=1):
+    last = index == len(convs)
+    if index > 1:
+      x = ops.batch_norm(x, name=f"{name}_bn{index - 1}")
+      x = ops.relu(x, name=f"{name}_relu{index - 1}")
+    x = ops.conv(x, channels, kernel_size, conv_stride, name=f"{name}_conv{index}",
+                 zero_init=zero_init and last and not post_activation)
+  if post_activation:
+    # Zero gamma in the last BN makes the block start as the identity (Goyal et al. 2017).
+    x = ops.batch_norm(x, name=f"{name}_bn{len(convs)}", zero_init=zero_init)
+  return x
 
 
-def _v2_block(x, filters, stride, kind, norm, name):
-  expansion = 4 if kind == "bottleneck" else 1
-  preact = keras.layers.ReLU()(norm(name=f"{name}_preact_bn")(x))
+def _v1_block(ops, x, filters, stride, kind, name, zero_init):
+  out_channels = filters * _EXPANSION[kind]
   shortcut = x
-  if stride != 1 or x.shape[-1] != filters * expansion:
-    shortcut = L.conv(filters * expansion, 1, stride, name=f"{name}_proj")(preact)
-  if kind == "bottleneck":
-    y = L.conv(filters, 1, 1, name=f"{name}_conv1")(preact)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn1")(y))
-    y = L.conv(filters, 3, stride, name=f"{name}_conv2")(y)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn2")(y))
-    y = L.conv(filters * 4, 1, 1, name=f"{name}_conv3")(y)
-  else:
-    y = L.conv(filters, 3, stride, name=f"{name}_conv1")(preact)
-    y = keras.layers.ReLU()(norm(name=f"{name}_bn1")(y))
-    y = L.conv(filters, 3, 1, name=f"{name}_conv2")(y)
-  return keras.layers.Add()([shortcut, y])
+  if stride != 1 or x.shape[-1] != out_channels:
+    shortcut = ops.conv(x, out_channels, 1, stride, name=f"{name}_proj")
+    shortcut = ops.batch_norm(shortcut, name=f"{name}_proj_bn")
+  y = _residual_branch(ops, x, filters, stride, kind, name, post_activation=True,
+                       zero_init=zero_init)
+  return ops.relu(ops.add(shortcut, y, name=f"{name}_add"), name=f"{name}_out_relu")
 
 
-def resnet(depth, version, *, image_size, width=1.0, norm, cifar_stem=None, name=None):
-  """Functional ResNet returning {stem, block1..block4, default}."""
+def _v2_block(ops, x, filters, stride, kind, name, zero_init):
+  out_channels = filters * _EXPANSION[kind]
+  preact = ops.relu(ops.batch_norm(x, name=f"{name}_preact_bn"), name=f"{name}_preact_relu")
+  shortcut = x
+  if stride != 1 or x.shape[-1] != out_channels:
+    shortcut = ops.conv(preact, out_channels, 1, stride, name=f"{name}_proj")
+  # Zero-initialising the last conv is the pre-activation counterpart of a zero BN gamma
+  # (timm / BiT `zero_init_last`).
+  y = _residual_branch(ops, preact, filters, stride, kind, name, post_activation=False,
+                       zero_init=zero_init)
+  return ops.add(shortcut, y, name=f"{name}_add")
+
+
+def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None,
+           zero_init_residual=False):
+  """Functional ResNet returning float32 {stem, block1..block4, default}."""
   kind, blocks = _BLOCKS[depth]
   if cifar_stem is None:
+    if image_size is None:
+      raise UserError("Give image_size or cifar_stem: the stem is chosen by image size.")
     cifar_stem = image_size <= 64
   block_fn = _v1_block if version == 1 else _v2_block
-  inputs = keras.Input((None, None, 3), name="images")
-  x = L.to_minus_one_one(inputs)
-  stem_width = L.scaled(64, width)
+  images, x = ops.inputs(image_size)
+  stem_width = layers_lib.scaled(64, width)
   if cifar_stem:
-    x = L.conv(stem_width, 3, 1, name="stem_conv")(x)
+    x = ops.conv(x, stem_width, 3, 1, name="stem_conv")
   else:
-    x = L.conv(stem_width, 7, 2, name="stem_conv")(x)
+    x = ops.conv(x, stem_width, 7, 2, name="stem_conv")
   if version == 1:
-    x = keras.layers.ReLU()(norm(name="stem_bn")(x))
+    x = ops.relu(ops.batch_norm(x, name="stem_bn"), name="stem_relu")
   if not cifar_stem:
-    x = keras.layers.MaxPooling2D(3, 2, padding="same")(x)
-  outputs = {"stem": x}
-  for stage, (num_blocks, base, stride) in enumerate(zip(blocks, _BASE_WIDTHS, _STAGE_STRIDES)):
-    filters = L.scaled(base, width)
-    for index in range(num_blocks):
-      x = block_fn(x, filters, stride if index == 0 else 1, kind, norm,
-                   name=f"block{stage + 1}_unit{index + 1}")
-    outputs[f"block{stage + 1}"] = x
+    # Zero padding, as Revisiting / TF-Slim: after the v1 ReLU it equals -inf padding.
+    x = ops.pad(x, 3, name="stem_pool_pad")
+    x = ops.max_pool(x, 3, 2, padding="valid", name="stem_pool")
+  taps = {"stem": x}
+  for stage, (num_blocks, base, stride) in enumerate(zip(blocks, _BASE_WIDTHS, _STAGE_STRIDES),
+                                                     start=1):
+    filters = layers_lib.scaled(base, width)
+    for unit in range(1, num_blocks + 1):
+      x = block_fn(ops, x, filters, stride if unit == 1 else 1, kind,
+                   name=f"block{stage}_unit{unit}", zero_init=zero_init_residual)
+    taps[f"block{stage}"] = x
   if version == 2:
-    x = keras.layers.ReLU()(norm(name="final_bn")(x))
-    outputs["block4"] = x
-  outputs["default"] = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, L.as_float32(outputs), name=name or f"resnet{depth}_v{version}")
+    x = ops.relu(ops.batch_norm(x, name="final_bn"), name="final_relu")
+  return ops.model(images, taps, x, name=f"resnet{depth}_v{version}")
 
 
 def register_all(registry):
   for depth in _BLOCKS:
     for version in (1, 2):
-      def builder(depth=depth, version=version, **kwargs):
-        return resnet(depth, version, **kwargs)
+      def builder(ops, depth=depth, version=version, **kwargs):
+        return resnet(depth, version, ops, **kwargs)
       registry.register(f"resnet{depth}_v{version}")(builder)

@@ -1,51 +1,68 @@
 """Wide-ResNet (Zagoruyko & Komodakis 2016), pre-activation, as FixMatch and PAWS use it.
 
-WRN-d-k has (d - 4) / 6 blocks per stage and widths 16, 16k, 32k, 64k; leaky ReLU
-with slope 0.1 follows the FixMatch/PAWS implementations.
+WRN-d-k: a 3x3 stem conv with 16 channels, then three stages of (d - 4) / 6 basic
+blocks with 16k, 32k, 64k channels and strides 1, 2, 2; a final BN + activation before
+the global average. WRN-28-2 therefore has widths 16/32/64/128 and 1.47M parameters
+(FixMatch's "1.5M"; FixMatch's code writes it as `filters=32 << stage`).
+
+Differences from the FixMatch/PAWS code, on purpose:
+- Leaky ReLU with slope 0.1 everywhere, as in the FixMatch and PAWS implementations
+  (the WRN paper uses ReLU).
+- Where a block changes width, both the shortcut projection and the residual branch
+  read the block's pre-activation, as in the WRN paper; FixMatch does this only in
+  the first stage (`activate_before_residual`), and its convs have biases.
+- The width multiplier scales every channel count, including the stem.
+
+Taps: `stem`, `block1`..`block3` (each stage's last unit output, unnormalised);
+`default` is the global average after the final BN + activation.
 """
 
-import keras
+from tfssl.errors import UserError
+from tfssl.models import layers as layers_lib
 
-from tfssl.models import layers as L
-
-
-def _activation(x):
-  return keras.layers.LeakyReLU(negative_slope=0.1)(x)
+_SLOPE = 0.1
 
 
-def _block(x, filters, stride, norm, name):
-  preact = _activation(norm(name=f"{name}_preact_bn")(x))
+def _block(ops, x, filters, stride, name, zero_init):
+  preact = ops.leaky_relu(ops.batch_norm(x, name=f"{name}_preact_bn"), _SLOPE,
+                          name=f"{name}_preact_relu")
   shortcut = x
   if stride != 1 or x.shape[-1] != filters:
-    shortcut = L.conv(filters, 1, stride, name=f"{name}_proj")(preact)
-  y = L.conv(filters, 3, stride, name=f"{name}_conv1")(preact)
-  y = _activation(norm(name=f"{name}_bn1")(y))
-  y = L.conv(filters, 3, 1, name=f"{name}_conv2")(y)
-  return keras.layers.Add()([shortcut, y])
+    shortcut = ops.conv(preact, filters, 1, stride, name=f"{name}_proj")
+  y = ops.conv(preact, filters, 3, stride, name=f"{name}_conv1")
+  y = ops.leaky_relu(ops.batch_norm(y, name=f"{name}_bn1"), _SLOPE, name=f"{name}_relu1")
+  y = ops.conv(y, filters, 3, 1, name=f"{name}_conv2", zero_init=zero_init)
+  return ops.add(shortcut, y, name=f"{name}_add")
 
 
-def wide_resnet(depth, widen, *, image_size, width=1.0, norm, cifar_stem=None, name=None):
-  """Functional WRN returning {stem, block1..block3, default}."""
-  del cifar_stem  # WRN is a 32-px network: its stem is always a 3x3 stride-1 conv.
-  if (depth - 4) % 6:
-    raise ValueError(f"Wide-ResNet depth must be 6n+4, got {depth}.")
+def wide_resnet(depth, widen, ops, *, image_size, width=1.0, cifar_stem=None,
+                zero_init_residual=False):
+  """Functional WRN-depth-widen returning float32 {stem, block1..block3, default}."""
+  if (depth - 4) % 6 or depth < 10:
+    raise UserError(f"Wide-ResNet depth must be 6n+4 (10, 16, 22, 28, ...), got {depth}.")
+  if cifar_stem is False:
+    raise UserError("Wide-ResNet has only the CIFAR stem (3x3, stride 1); leave cifar_stem unset.")
   blocks_per_stage = (depth - 4) // 6
-  inputs = keras.Input((None, None, 3), name="images")
-  x = L.to_minus_one_one(inputs)
-  x = L.conv(L.scaled(16, width), 3, 1, name="stem_conv")(x)
-  outputs = {"stem": x}
-  for stage, (base, stride) in enumerate(zip((16, 32, 64), (1, 2, 2))):
-    filters = L.scaled(base * widen, width)
-    for index in range(blocks_per_stage):
-      x = _block(x, filters, stride if index == 0 else 1, norm,
-                 name=f"block{stage + 1}_unit{index + 1}")
-    outputs[f"block{stage + 1}"] = x
-  x = _activation(norm(name="final_bn")(x))
-  outputs["block3"] = x
-  outputs["default"] = keras.layers.GlobalAveragePooling2D()(x)
-  return keras.Model(inputs, L.as_float32(outputs), name=name or f"wide_resnet{depth}_{widen}")
+  images, x = ops.inputs(image_size)
+  x = ops.conv(x, layers_lib.scaled(16, width), 3, 1, name="stem_conv")
+  taps = {"stem": x}
+  for stage, (base, stride) in enumerate(zip((16, 32, 64), (1, 2, 2)), start=1):
+    filters = layers_lib.scaled(base * widen, width)
+    for unit in range(1, blocks_per_stage + 1):
+      x = _block(ops, x, filters, stride if unit == 1 else 1, name=f"block{stage}_unit{unit}",
+                 zero_init=zero_init_residual)
+    taps[f"block{stage}"] = x
+  x = ops.leaky_relu(ops.batch_norm(x, name="final_bn"), _SLOPE, name="final_relu")
+  return ops.model(images, taps, x, name=f"wide_resnet{depth}_{widen}")
+
+
+# WRN-28-2 (CIFAR-10/SVHN in FixMatch, PAWS), WRN-28-8 (CIFAR-100 in FixMatch),
+# WRN-28-10 (the WRN paper's headline model). Other sizes: call `wide_resnet` directly.
+_REGISTERED = ((28, 2), (28, 8), (28, 10))
 
 
 def register_all(registry):
-  registry.register("wide_resnet28_2")(
-      lambda **kwargs: wide_resnet(28, 2, **kwargs))
+  for depth, widen in _REGISTERED:
+    def builder(ops, depth=depth, widen=widen, **kwargs):
+      return wide_resnet(depth, widen, ops, **kwargs)
+    registry.register(f"wide_resnet{depth}_{widen}")(builder)
