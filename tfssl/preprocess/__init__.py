@@ -1,12 +1,14 @@
-"""Preprocessing ops usable inside tf.data, and op-string pipelines."""
+"""Preprocessing ops usable inside tf.data, their compositions, and op-string pipelines."""
 
-from tfssl.preprocess.ops import (PREPROCESS, color_distortion, decode_image, eval_crop,
-                                  gaussian_blur, inception_crop, random_flip, random_grayscale,
-                                  resize, resize_center_crop, simclr_train, split_seed,
-                                  supervised_train, to_float, value_range)
-from tfssl.preprocess.pipeline import parse
+from tfssl.preprocess.ops import (PREPROCESS, decode_image, eval_crop, inception_crop,
+                                  random_flip, resize, resize_center_crop, split_seed, to_float,
+                                  value_range)
+from tfssl.preprocess.photometric import (color_distortion, color_jitter, gaussian_blur,
+                                          grayscale, random_grayscale)
+from tfssl.preprocess.recipes import simclr_train, supervised_train
+from tfssl.preprocess.pipeline import parse  # pylint: disable=g-bad-import-order
 
-__all__ = ["PREPROCESS", "color_distortion", "decode_image", "eval_crop", "gaussian_blur",
-           "inception_crop", "parse", "random_flip", "random_grayscale", "resize",
-           "resize_center_crop", "simclr_train", "split_seed", "supervised_train", "to_float",
-           "value_range"]
+__all__ = ["PREPROCESS", "color_distortion", "color_jitter", "decode_image", "eval_crop",
+           "gaussian_blur", "grayscale", "inception_crop", "parse", "random_flip",
+           "random_grayscale", "resize", "resize_center_crop", "simclr_train", "split_seed",
+           "supervised_train", "to_float", "value_range"]

@@ -1,11 +1,10 @@
-"""Augmentation ops for one image inside tf.data.
+"""Geometric preprocessing ops for one image inside tf.data: decode, crops, resizes, flips.
 
 Images are float32 [H, W, 3] in [0, 1]; ops that crop or resize also accept encoded
-JPEG/PNG strings and uint8 tensors. Random ops are stateless: they take a `seed`
-(int [2]) so a pipeline gives the same augmentations for the same seeds.
+JPEG/PNG strings and uint8 tensors, so a JPEG is decoded only where it is needed. Random
+ops are stateless: they take a `seed` (int [2]) so a pipeline gives the same
+augmentations for the same seeds, eagerly, in tf.data and on any host.
 """
-
-import functools
 
 import tensorflow as tf
 
@@ -19,25 +18,55 @@ def split_seed(seed, num):
   return tf.unstack(tf.random.experimental.stateless_split(seed, num))
 
 
-def _uniform(seed, minval=0.0, maxval=1.0):
+def uniform(seed, minval=0.0, maxval=1.0):
+  """One stateless uniform float32 scalar in [minval, maxval)."""
   return tf.random.stateless_uniform([], seed, minval=minval, maxval=maxval)
 
 
 def to_float(image):
+  """uint8 [0, 255] -> float32 [0, 1]; float images are only cast."""
   if image.dtype == tf.uint8:
     return tf.image.convert_image_dtype(image, tf.float32)
   return tf.cast(image, tf.float32)
 
 
-@PREPROCESS.register("decode")
-def decode_image(image):
-  """JPEG/PNG string or uint8 tensor -> float32 [H, W, 3] in [0, 1]."""
+def _to_rgb(image):
+  """[H, W, 1] -> [H, W, 3]; [H, W, 3] unchanged, also when the channels are known late."""
+  channels = image.shape[-1]
+  if channels == 3:
+    return image
+  if channels == 1:
+    return tf.tile(image, [1, 1, 3])
+  image = tf.cond(tf.equal(tf.shape(image)[-1], 1), lambda: tf.tile(image, [1, 1, 3]),
+                  lambda: image)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def _decode_pixels(image):
+  """String -> uint8 [H, W, 3]; pixel tensors pass through (grayscale -> 3 channels)."""
   if image.dtype == tf.string:
     image = tf.io.decode_image(image, channels=3, expand_animations=False)
-  image = to_float(image)
-  if image.shape.rank == 3 and image.shape[-1] == 1:
-    image = tf.image.grayscale_to_rgb(image)
-  return image
+    image.set_shape([None, None, 3])
+    return image
+  return _to_rgb(image)
+
+
+@PREPROCESS.register("decode")
+def decode_image(image):
+  """JPEG/PNG string or uint8 tensor -> float32 [H, W, 3] in [0, 1]; grayscale -> RGB."""
+  return to_float(_decode_pixels(image))
+
+
+def _resize(pixels, size):
+  """uint8 or float [h, w, 3] -> float32 [size, size, 3] in [0, 1], bilinear.
+
+  Bilinear without antialiasing interpolates convexly, so the result needs no clipping.
+  (Converting before resizing is faster: TF's float resize kernel beats its uint8 one.)
+  """
+  resized = tf.image.resize(to_float(pixels), [size, size], method="bilinear", antialias=False)
+  resized.set_shape([size, size, 3])
+  return resized
 
 
 def _crop_window(shape, seed, area_range, aspect_ratio_range):
@@ -45,60 +74,101 @@ def _crop_window(shape, seed, area_range, aspect_ratio_range):
       shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
       min_object_covered=0.1, aspect_ratio_range=aspect_ratio_range, area_range=area_range,
       max_attempts=100, use_image_if_no_bounding_boxes=True)
-  # When sampling fails TF returns the whole image, the fallback slim and SimCLR use.
+  # When sampling fails TF returns the whole image (slim and SimCLR keep it as is).
   return begin[0], begin[1], size[0], size[1]
 
 
-def _resize(image, size):
-  return tf.clip_by_value(
-      tf.image.resize(to_float(image), [size, size], method="bilinear", antialias=False), 0.0, 1.0)
+def _center_fallback(window, shape, aspect_ratio_range):
+  """Replaces a failed (whole-image) sample by the largest centre crop of allowed aspect,
+  as torchvision's RandomResizedCrop and the Cloud TPU ResNet input fall back to a centre
+  crop. A whole image of allowed aspect is its own such crop, so valid samples stay."""
+  y, x, h, w = window
+  height, width = shape[0], shape[1]
+  failed = tf.logical_and(tf.equal(h, height), tf.equal(w, width))
+  hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  ratio = tf.clip_by_value(wf / hf, aspect_ratio_range[0], aspect_ratio_range[1])
+  crop_h = tf.cast(tf.minimum(hf, wf / ratio), tf.int32)
+  crop_w = tf.cast(tf.minimum(wf, hf * ratio), tf.int32)
+  crop_h, crop_w = tf.maximum(crop_h, 1), tf.maximum(crop_w, 1)
+  center = ((height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w)
+  return tuple(tf.where(failed, c, v) for c, v in zip(center, window))
+
+
+def _sample_window(shape, seed, area_range, aspect_ratio_range):
+  window = _crop_window(shape, seed, area_range, aspect_ratio_range)
+  return _center_fallback(window, shape, aspect_ratio_range)
+
+
+def _crop_pixels(image, window_fn):
+  """Crops `image` (string or pixels) to window_fn(shape) -> (y, x, h, w), decoding only the
+  crop of a JPEG; returns uint8 (or float, for float inputs) [h, w, 3]."""
+  if image.dtype != tf.string:
+    image = _to_rgb(image)
+    y, x, h, w = window_fn(tf.shape(image))
+    return image[y:y + h, x:x + w]
+  encoded = image
+
+  def crop_jpeg():
+    y, x, h, w = window_fn(tf.image.extract_jpeg_shape(encoded))
+    return tf.image.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
+
+  def crop_other():
+    decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    y, x, h, w = window_fn(tf.shape(decoded))
+    return decoded[y:y + h, x:x + w]
+
+  cropped = tf.cond(tf.io.is_jpeg(encoded), crop_jpeg, crop_other)
+  cropped.set_shape([None, None, 3])
+  return cropped
 
 
 @PREPROCESS.register("inception_crop")
 def inception_crop(image, seed, size, area_range=(0.08, 1.0),
                    aspect_ratio_range=(3 / 4, 4 / 3)):
-  """Random-resized crop (Szegedy et al.) to [size, size, 3]; JPEGs decode only the crop."""
+  """Random-resized crop (Szegedy et al.) to float32 [size, size, 3] in [0, 1].
+
+  A JPEG string is decoded with decode_and_crop_jpeg, so only the crop is decoded; PNG
+  strings and pixel tensors are decoded (if needed) and then cropped. The window is the
+  same for a JPEG and its decoded pixels. When 100 attempts find no window, the largest
+  centre crop of allowed aspect ratio is used (slim and SimCLR would keep the whole image,
+  whatever its aspect ratio).
+  """
   area_range = tuple(float(a) for a in area_range)
   aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
-  if image.dtype == tf.string:
-    encoded = image
-
-    def crop_jpeg():
-      shape = tf.image.extract_jpeg_shape(encoded)
-      y, x, h, w = _crop_window(shape, seed, area_range, aspect_ratio_range)
-      return tf.image.decode_and_crop_jpeg(encoded, tf.stack([y, x, h, w]), channels=3)
-
-    def crop_other():
-      decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-      y, x, h, w = _crop_window(tf.shape(decoded), seed, area_range, aspect_ratio_range)
-      return decoded[y:y + h, x:x + w]
-
-    cropped = tf.cond(tf.io.is_jpeg(encoded), crop_jpeg, crop_other)
-  else:
-    y, x, h, w = _crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
-    cropped = image[y:y + h, x:x + w]
-  return _resize(cropped, size)
+  window_fn = lambda shape: _sample_window(shape, seed, area_range, aspect_ratio_range)
+  return _resize(_crop_pixels(image, window_fn), size)
 
 
 @PREPROCESS.register("resize")
 def resize(image, size):
-  return _resize(decode_image(image), size)
+  """Plain (aspect-changing) resize to float32 [size, size, 3]."""
+  return _resize(_decode_pixels(image), size)
 
 
 @PREPROCESS.register("resize_center_crop")
 def resize_center_crop(image, size, crop_fraction=0.875):
-  """Centre square of `crop_fraction` of the short side, resized to `size` (evaluation)."""
-  image = decode_image(image)
-  shape = tf.shape(image)
-  h, w = shape[0], shape[1]
-  side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * crop_fraction, tf.int32)
-  y, x = (h - side) // 2, (w - side) // 2
-  return _resize(image[y:y + side, x:x + side], size)
+  """Evaluation view: the centre square of `crop_fraction` of the short side, at `size`.
+
+  Equals resizing the short side to size / crop_fraction and cropping the centre
+  size x size, but crops first so a JPEG decodes only the crop and the resize is smaller.
+  """
+
+  def window_fn(shape):
+    h, w = shape[0], shape[1]
+    side = tf.maximum(tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * crop_fraction, tf.int32), 1)
+    return (h - side) // 2, (w - side) // 2, side, side
+
+  return _resize(_crop_pixels(image, window_fn), size)
 
 
+@PREPROCESS.register("eval_crop")
 def eval_crop(image, size):
-  """Evaluation view: centre crop of 87.5% for ImageNet-size inputs; small images
-  (<= 64 px, CIFAR-style) are resized whole, as CIFAR code does."""
+  """Evaluation view used by the trainer and eval_hub.
+
+  size > 64 (ImageNet-style): centre crop of 87.5% of the short side (resize_center_crop).
+  size <= 64 (CIFAR/digits-style): the whole image resized to size, as CIFAR code evaluates
+  on the full 32x32 image; cropping 87.5% of a tiny image would discard its border content.
+  """
   if size <= 64:
     return resize(image, size)
   return resize_center_crop(image, size)
@@ -106,107 +176,11 @@ def eval_crop(image, size):
 
 @PREPROCESS.register("random_flip")
 def random_flip(image, seed):
-  return tf.image.stateless_random_flip_left_right(image, seed)
-
-
-def _grayscale(image):
-  return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
-
-
-@PREPROCESS.register("random_grayscale")
-def random_grayscale(image, seed, p=0.2):
-  return tf.cond(_uniform(seed) < p, lambda: _grayscale(image), lambda: image)
-
-
-def _brightness(image, seed, delta):
-  return image * _uniform(seed, max(0.0, 1.0 - delta), 1.0 + delta)
-
-
-def _contrast(image, seed, delta):
-  return tf.image.adjust_contrast(image, _uniform(seed, max(0.0, 1.0 - delta), 1.0 + delta))
-
-
-def _saturation(image, seed, delta):
-  return tf.image.adjust_saturation(image, _uniform(seed, max(0.0, 1.0 - delta), 1.0 + delta))
-
-
-def _hue(image, seed, delta):
-  return tf.image.adjust_hue(image, _uniform(seed, -delta, delta))
-
-
-def _color_jitter(image, seed, brightness, contrast, saturation, hue):
-  """SimCLR v2 jitter: the four adjustments in a random order."""
-  order_seed, *seeds = split_seed(seed, 5)
-  order = tf.argsort(tf.random.stateless_uniform([4], order_seed))
-  adjustments = list(zip((_brightness, _contrast, _saturation, _hue), seeds,
-                         (brightness, contrast, saturation, hue)))
-  for position in range(4):
-    branches = [functools.partial(fn, image, op_seed, delta)
-                for fn, op_seed, delta in adjustments]
-    image = tf.clip_by_value(tf.switch_case(order[position], branches), 0.0, 1.0)
-  return image
-
-
-@PREPROCESS.register("color_distortion")
-def color_distortion(image, seed, strength=1.0, p_jitter=0.8, p_grayscale=0.2):
-  """SimCLR colour distortion: jitter (0.8s, 0.8s, 0.8s, 0.2s) with p_jitter, gray with p_grayscale."""
-  apply_seed, jitter_seed, gray_seed = split_seed(seed, 3)
-  s = float(strength)
-  jitter = functools.partial(_color_jitter, image, jitter_seed, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
-  image = tf.cond(_uniform(apply_seed) < p_jitter, jitter, lambda: image)
-  return random_grayscale(image, gray_seed, p_grayscale)
-
-
-def _blur_matrix(kernel, length):
-  """[length, length] banded matrix that convolves a signal with `kernel` ("SAME", zero pad)."""
-  radius = (kernel.shape[0] - 1) // 2
-  offsets = tf.range(length)[None, :] - tf.range(length)[:, None] + radius
-  inside = (offsets >= 0) & (offsets <= 2 * radius)
-  return tf.where(inside, tf.gather(kernel, tf.clip_by_value(offsets, 0, 2 * radius)), 0.0)
-
-
-def _gaussian_blur(image, sigma, kernel_size):
-  radius = kernel_size // 2
-  x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
-  kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
-  kernel /= tf.reduce_sum(kernel)
-  # Separable blur as two matrix products: on CPU inside tf.data this is an order of
-  # magnitude faster than (depthwise) convolutions, which dominated the pipeline.
-  shape = tf.shape(image)
-  rows = _blur_matrix(kernel, shape[0])
-  cols = _blur_matrix(kernel, shape[1])
-  return tf.einsum("ij,jwc,vw->ivc", rows, image, cols)
-
-
-@PREPROCESS.register("gaussian_blur")
-def gaussian_blur(image, seed, p=0.5, sigma_range=(0.1, 2.0), kernel_fraction=0.1):
-  """Separable Gaussian blur with probability p; kernel 10% of the image side (odd)."""
-  apply_seed, sigma_seed = split_seed(seed, 2)
-  side = image.shape[0] or 32
-  kernel_size = 2 * (int(side * kernel_fraction) // 2) + 1
-  if kernel_size < 3:
-    return image
-  sigma = _uniform(sigma_seed, float(sigma_range[0]), float(sigma_range[1]))
-  blur = functools.partial(_gaussian_blur, image, sigma, kernel_size)
-  return tf.cond(_uniform(apply_seed) < p, blur, lambda: image)
+  """Left-right flip with probability 0.5."""
+  return tf.cond(uniform(seed) < 0.5, lambda: tf.reverse(image, [1]), lambda: image)
 
 
 @PREPROCESS.register("value_range")
 def value_range(image, vmin=-1.0, vmax=1.0):
+  """[0, 1] -> [vmin, vmax], e.g. value_range(-1, 1) for the `-1_to_1` of S4L/revisiting."""
   return vmin + image * (vmax - vmin)
-
-
-def supervised_train(image, seed, size, area_range=(0.08, 1.0)):
-  """Inception crop + flip: the supervised / fine-tuning augmentation."""
-  crop_seed, flip_seed = split_seed(seed, 2)
-  return random_flip(inception_crop(image, crop_seed, size, area_range=area_range), flip_seed)
-
-
-def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0)):
-  """One SimCLR view: inception crop, flip, colour distortion, blur (p 0.5)."""
-  crop_seed, color_seed, blur_seed = split_seed(seed, 3)
-  image = supervised_train(image, crop_seed, size, area_range=area_range)
-  image = color_distortion(image, color_seed, strength=strength)
-  if blur:
-    image = gaussian_blur(image, blur_seed)
-  return image

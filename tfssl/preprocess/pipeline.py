@@ -25,12 +25,24 @@ def _parse_op(text):
 
 
 def parse(spec):
-  """Op string -> fn(image, seed) -> image; each random op gets its own sub-seed."""
+  """Op string -> fn(image, seed) -> image; each random op gets its own sub-seed.
+
+  "inception_crop(224)|random_flip|color_distortion(strength=0.5)|gaussian_blur": ops
+  are registered names (PREPROCESS), arguments are Python literals. Unknown ops and
+  arguments an op does not take raise UserError here, before any data is read. An empty
+  string is the identity.
+  """
   steps = []
   for text in filter(str.strip, spec.split("|")):
     name, args, kwargs = _parse_op(text)
     op = PREPROCESS.get(name)
-    takes_seed = "seed" in inspect.signature(op).parameters
+    signature = inspect.signature(op)
+    takes_seed = "seed" in signature.parameters
+    try:
+      signature.bind(None, *((None,) if takes_seed else ()), *args, **kwargs)
+    except TypeError as e:
+      raise UserError(f"Bad arguments in preprocessing op '{text.strip()}': {e}. "
+                      f"Signature: {name}{signature}.") from e
     steps.append((op, takes_seed, args, kwargs))
 
   def apply(image, seed):

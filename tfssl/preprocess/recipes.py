@@ -1,0 +1,26 @@
+"""Augmentations composed from the ops: the standard training views."""
+
+from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_seed
+from tfssl.preprocess.photometric import color_distortion, gaussian_blur
+
+
+@PREPROCESS.register("supervised_train")
+def supervised_train(image, seed, size, area_range=(0.08, 1.0)):
+  """Inception crop + flip: the supervised / fine-tuning / linear-eval augmentation."""
+  crop_seed, flip_seed = split_seed(seed, 2)
+  return random_flip(inception_crop(image, crop_seed, size, area_range=area_range), flip_seed)
+
+
+@PREPROCESS.register("simclr_train")
+def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0)):
+  """One SimCLR view: inception crop, flip, colour distortion, blur (p 0.5).
+
+  SimCLR blurs in the batched model input; per view here, with the same distribution.
+  CIFAR recipes pass blur=False and strength=0.5.
+  """
+  crop_seed, color_seed, blur_seed = split_seed(seed, 3)
+  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  image = color_distortion(image, color_seed, strength=strength)
+  if blur:
+    image = gaussian_blur(image, blur_seed)
+  return image
