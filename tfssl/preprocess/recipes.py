@@ -1,7 +1,7 @@
 """Augmentations composed from the ops: the standard training views."""
 
 from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_seed
-from tfssl.preprocess.photometric import color_distortion, gaussian_blur
+from tfssl.preprocess.photometric import color_distortion, gaussian_blur, inception_color
 
 
 @PREPROCESS.register("supervised_train")
@@ -24,3 +24,12 @@ def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1
   if blur:
     image = gaussian_blur(image, blur_seed)
   return image
+
+
+@PREPROCESS.register("inception_train")
+def inception_train(image, seed, size, area_range=(0.05, 1.0)):
+  """slim `inception_preprocessing` training view (Revisiting's Rotation and Exemplar):
+  random-resized crop of area (0.05, 1), flip, fast-mode colour distortion."""
+  crop_seed, color_seed = split_seed(seed, 2)
+  return inception_color(supervised_train(image, crop_seed, size, area_range=area_range),
+                         color_seed)
