@@ -43,7 +43,7 @@ def base_config():
   c.cache_dataset = False
 
   # Schedule: epochs count images of the (labelled) training stream.
-  c.train_epochs = 90.0
+  c.train_epochs = 90.0  # 0 (with train_steps 0): no training, export the random init
   c.train_steps = 0  # > 0 overrides train_epochs
   c.warmup_epochs = 5.0
   c.lr_schedule = "piecewise"  # piecewise | cosine | constant

@@ -42,6 +42,7 @@ def resolve(config):
   source = datasets.get_source(config.dataset, dataset_dir=config.dataset_dir or None)
   num_classes = config.num_classes_override or source.num_classes
   image_size = config.image_size or source.image_size
+  method_cls.check_config(config, image_size)
 
   if config.labels == "all":
     labelled_ids, num_labelled = None, source.num_examples(source.train_split)
@@ -57,6 +58,8 @@ def resolve(config):
   steps_per_epoch = max(num_labelled // config.batch_size, 1)
   if config.train_steps > 0:
     total_steps = int(config.train_steps)
+  elif config.train_epochs == 0:
+    total_steps = 0  # Exports the initial weights: the random-init baseline of a network.
   else:
     total_steps = max(int(round(config.train_epochs * steps_per_epoch)), 1)
   return Experiment(config=config, method_cls=method_cls, source=source,

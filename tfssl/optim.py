@@ -168,8 +168,15 @@ def build_optimizer(config, learning_rate):
   return optimizer
 
 
-def loss_weight_decay(config, variables):
-  """The L2 term to add to the loss (zero when decay is decoupled into the optimizer)."""
-  if config.weight_decay_mode != "l2" or config.optimizer == "adamw":
+def decay_in_loss(config):
+  """Whether weight decay is an L2 term of the loss (else the optimizer applies it)."""
+  return config.weight_decay_mode == "l2" and config.optimizer != "adamw"
+
+
+def loss_weight_decay(config, variables, weight_decay=None):
+  """The L2 term to add to the loss (zero when decay is decoupled into the optimizer);
+  `weight_decay` overrides config.weight_decay for layers with their own decay."""
+  if not decay_in_loss(config):
     return tf.constant(0.0)
-  return l2_weight_decay(variables, config.weight_decay, config.weight_decay_skip_bias_and_bn)
+  rate = config.weight_decay if weight_decay is None else weight_decay
+  return l2_weight_decay(variables, rate, config.weight_decay_skip_bias_and_bn)

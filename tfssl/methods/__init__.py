@@ -1,6 +1,11 @@
 """Methods, registered by name. Importing this package registers every method."""
 
 from tfssl.methods.base import METHODS, Method, get_method
-from tfssl.methods import supervised  # noqa: F401  (registers "supervised")
+# Importing a method's module registers it.
+from tfssl.methods import supervised  # noqa: F401
+from tfssl.methods import rotation  # noqa: F401
+from tfssl.methods import exemplar  # noqa: F401
+from tfssl.methods import jigsaw  # noqa: F401
+from tfssl.methods import relative_patch_location  # noqa: F401
 
 __all__ = ["METHODS", "Method", "get_method"]

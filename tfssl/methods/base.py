@@ -50,10 +50,18 @@ class Method:
     """Keys the method adds to, or defaults it changes in, the global config."""
     return {}
 
+  @classmethod
+  def check_config(cls, config, image_size):
+    """Raises UserError for a config this method cannot run; called before any work."""
+    del config, image_size
+
   def __init__(self, config, num_classes, image_size):
+    self.check_config(config, image_size)
     self.config = config
     self.num_classes = num_classes
     self.image_size = image_size
+    # Patch-based methods feed the backbone patches smaller than the images they export for.
+    self.backbone_image_size = image_size
     self.jit_compile = config.jit_compile
     self._compiled = {}
 
@@ -62,11 +70,12 @@ class Method:
   def build(self):
     """Creates the Keras models; called inside `strategy.scope()`."""
     self.backbone = models.build_model(
-        self.config.model, image_size=self.image_size, width=self.config.model_width,
+        self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
         sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
         bn_epsilon=self.config.bn_epsilon)
     self.feature_dim = self.backbone(
-        tf.zeros((1, self.image_size, self.image_size, 3)), training=False)["default"].shape[-1]
+        tf.zeros((1, self.backbone_image_size, self.backbone_image_size, 3)),
+        training=False)["default"].shape[-1]
 
   def trackables(self):
     """Named objects whose variables make up the method's state (checkpointed and exported)."""
