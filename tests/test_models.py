@@ -19,6 +19,10 @@ VGG_32 = {"block1": (32, 4), "block2": (16, 8), "block3": (8, 16), "block4": (4,
           "block5": (2, 32)}
 
 
+REVNET_32 = {"stem": (32, 16), "block1": (32, 16), "block2": (16, 32), "block3": (8, 64),
+             "block4": (4, 128)}
+
+
 def _expected_taps(name):
   if name.startswith("wide_resnet"):
     widen = int(name.split("_")[-1])
@@ -26,6 +30,9 @@ def _expected_taps(name):
             for tap, (side, channels) in WRN_32.items()}
   if name.startswith("vgg"):
     return VGG_32
+  if name.startswith("revnet"):
+    # The stem projects straight to stage 1's width: reversible units keep channel counts.
+    return REVNET_32
   depth = int(name[len("resnet"):].split("_")[0])
   return RESNET_BASIC_32 if depth < 50 else RESNET_BOTTLENECK_32
 

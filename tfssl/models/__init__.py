@@ -9,12 +9,14 @@ import keras
 from tfssl.errors import UserError
 from tfssl.models import layers
 from tfssl.models import resnet
+from tfssl.models import revnet
 from tfssl.models import vgg
 from tfssl.models import wide_resnet
 from tfssl.registry import Registry
 
 MODELS = Registry("model")
 resnet.register_all(MODELS)
+revnet.register_all(MODELS)
 wide_resnet.register_all(MODELS)
 vgg.register_all(MODELS)
 
