@@ -6,9 +6,16 @@
 `--hub_module` is a module dir or a run's `export/hub` dir (the newest step is taken);
 the module's `module_info.json` supplies the dataset and image size unless flags say
 otherwise. Writes WORKDIR/results.json and TensorBoard scalars, and prints a table.
+
+`--representation=all` scores every tap (pre-logits `default`, `stem`, `blockN`, ...) but
+`logits`, one result row each. Spatial taps are reduced to vectors as `--config.pool_mode`
+says: `global_avg`, or Revisiting's `max` / `avg` pooling to at most
+`--config.pool_max_dims` (9000) values; each row records how its tap was pooled.
 """
 
+import dataclasses
 import json
+import math
 import os
 import time
 
@@ -30,6 +37,8 @@ from tfssl.errors import UserError
 from tfssl.registry import Registry
 
 PROTOCOLS = Registry("protocol")
+# Protocols that hold every train and eval feature vector of a tap in host memory.
+FEATURE_CACHING_PROTOCOLS = ("linear", "knn")
 
 
 def default_config():
@@ -37,6 +46,16 @@ def default_config():
   c.seed = 0
   c.batch_size = 256
   c.image_size = 0  # 0: the module's image size
+  # How a spatial tap [H, W, C] becomes the vector the linear, knn and finetune heads see:
+  # "global_avg" averages over space (C dims); "max" / "avg" is Revisiting's adaptive
+  # pooling: taps of more than pool_max_dims values are max/avg pooled with a square
+  # window (= stride) just large enough to leave at most pool_max_dims, smaller ones are
+  # flattened whole. Vector taps (pre-logits `default`) are used as they are.
+  c.pool_mode = "global_avg"
+  c.pool_max_dims = 9000
+  # linear/knn cache every tap's train and eval features in memory; refuse (with advice)
+  # rather than run a host out of memory. <= 0 disables the check.
+  c.feature_cache_max_gb = 16.0
   # linear: L2-regularised logistic regression on frozen features; the regulariser is
   # chosen on a held-out part of train, then the classifier is refit on all of train.
   c.linear_l2_values = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -73,37 +92,148 @@ class Task:
     self.dataset_dir = dataset_dir
     self.image_size = config.image_size or self.info.get("image_size") or self.source.image_size
     self.module = tf.saved_model.load(module_dir)
+    self._output_shapes = None
 
   def eval_preprocess(self, features):
     return {"image": pp.eval_crop(features["image"], self.image_size),
             "label": features["label"], "id": features["id"]}
 
+  def output_shapes(self):
+    """{name: per-example shape} of every module output at this task's image size."""
+    if self._output_shapes is None:
+      # A SavedModel's traced outputs may have unknown spatial dims; one eager call
+      # gives the real ones, which pooling windows are computed from.
+      probe = self.module(tf.zeros([1, self.image_size, self.image_size, 3]), training=False)
+      self._output_shapes = {name: tuple(value.shape[1:]) for name, value in probe.items()}
+    return self._output_shapes
+
+  def pooling(self, representation):
+    """How `representation` is reduced to a vector under this task's config."""
+    shapes = self.output_shapes()
+    if representation not in shapes:
+      raise UserError(f"Module {self.module_dir} has no representation '{representation}'. "
+                      f"It has: {', '.join(sorted(shapes))}.")
+    return plan_pooling(shapes[representation], self.config.pool_mode,
+                        self.config.pool_max_dims)
+
   def features(self, split, representations):
-    """Frozen features of every example of `split`: ({name: [N, D]}, labels, ids)."""
+    """Pooled frozen features of every example of `split`: ({name: [N, D]}, labels, ids).
+
+    Each batch's taps are pooled before they are kept, so the cache holds D values per
+    example, never a whole feature map.
+    """
+    poolings = {name: self.pooling(name) for name in representations}
     dataset = datasets.eval_dataset(self.source, split=split, batch_size=self.config.batch_size,
                                     preprocess_fn=self.eval_preprocess)
-    represent = tf.function(lambda images: self.module(images, training=False))
+
+    @tf.function
+    def represent(images):
+      reps = self.module(images, training=False)
+      return {name: apply_pooling(reps[name], pooling) for name, pooling in poolings.items()}
+
     outputs = {name: [] for name in representations}
     labels, ids = [], []
     for batch in dataset:
       keep = batch["mask"].numpy() > 0
-      reps = represent(batch["image"])
+      pooled = represent(batch["image"])
       for name in representations:
-        if name not in reps:
-          raise UserError(f"Module {self.module_dir} has no representation '{name}'. "
-                          f"It has: {', '.join(sorted(reps))}.")
-        outputs[name].append(pool_features(reps[name]).numpy()[keep])
+        outputs[name].append(pooled[name].numpy()[keep])
       labels.append(batch["label"].numpy()[keep])
       ids.append(batch["id"].numpy()[keep])
     return ({k: np.concatenate(v) for k, v in outputs.items()}, np.concatenate(labels),
             np.concatenate(ids))
 
+  def check_feature_cache(self, representation, splits):
+    """Raises a UserError if caching `representation` on `splits` needs too much memory."""
+    limit_gb = self.config.feature_cache_max_gb
+    if limit_gb <= 0:
+      return
+    pooling = self.pooling(representation)
+    num_examples = sum(self.source.num_examples(split) for split in splits)
+    needed_gb = num_examples * pooling.dim * np.dtype(np.float32).itemsize / 1e9
+    logging.info("%s: %s; caching %d examples needs %.2f GB.", representation,
+                 pooling.describe(), num_examples, needed_gb)
+    if needed_gb > limit_gb:
+      raise UserError(
+          f"Caching representation '{representation}' ({pooling.describe()}) for "
+          f"{num_examples} examples needs {needed_gb:.1f} GB of host memory (the linear fit "
+          f"holds a few more copies), over --config.feature_cache_max_gb={limit_gb:g}. "
+          "Lower --config.pool_max_dims, use --config.pool_mode=global_avg, evaluate fewer "
+          "taps at a time with --representation, or raise feature_cache_max_gb.")
 
-def pool_features(features):
-  """Spatial taps are averaged over space so every representation is [N, D]."""
-  if features.shape.rank == 4:
+
+# --- pooling of spatial taps --------------------------------------------------------
+
+POOL_MODES = ("global_avg", "max", "avg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooling:
+  """How one tap of per-example shape `in_shape` becomes a vector of `dim` features.
+
+  `mode` is "global_avg", "max" or "avg" when the tap is pooled, "flatten" when a map
+  small enough is kept whole, "none" for a tap that already is a vector. `window` is the
+  side of the square max/avg window, which is also its stride (VALID padding).
+  """
+  mode: str
+  in_shape: tuple
+  out_shape: tuple
+  window: int = 0
+
+  @property
+  def dim(self):
+    return math.prod(self.out_shape)
+
+  def describe(self):
+    in_shape, out_shape = ("x".join(map(str, s)) for s in (self.in_shape, self.out_shape))
+    if self.mode == "none":
+      return f"none ({self.dim})"
+    if self.mode == "flatten":
+      return f"flatten {in_shape} ({self.dim})"
+    window = f" {self.window}x{self.window}/{self.window}" if self.window else ""
+    return f"{self.mode}{window} {in_shape} -> {out_shape} ({self.dim})"
+
+
+def adaptive_pool_window(height, width, channels, max_dims):
+  """Revisiting's window for `pool_mode` max/avg: ceil(sqrt(H * W * C / max_dims)).
+
+  With stride = window and VALID padding the output has floor(H/s) * floor(W/s) * C <=
+  H * W * C / s^2 <= max_dims values. The window is at most the map's side, so a tap with
+  more than max_dims channels keeps them all at 1x1 (as the original does).
+  """
+  ratio = -(-height * width * channels // max_dims)  # ceil; s^2 >= x  <=>  s^2 >= ceil(x)
+  window = math.isqrt(ratio - 1) + 1  # the smallest s with s^2 >= ratio, in exact integers
+  return min(max(window, 1), height, width)
+
+
+def plan_pooling(tap_shape, mode, max_dims=9000):
+  """The Pooling of a tap of per-example shape `tap_shape` under `mode` / `max_dims`."""
+  if mode not in POOL_MODES:
+    raise UserError(f"Unknown pool_mode '{mode}'. Choose one of: {', '.join(POOL_MODES)}.")
+  if max_dims < 1:
+    raise UserError(f"pool_max_dims must be at least 1, got {max_dims}.")
+  tap_shape = tuple(int(d) for d in tap_shape)
+  if len(tap_shape) == 1:
+    return Pooling("none", tap_shape, tap_shape)
+  if len(tap_shape) != 3:
+    return Pooling("flatten", tap_shape, (math.prod(tap_shape),))
+  height, width, channels = tap_shape
+  if mode == "global_avg":
+    return Pooling(mode, tap_shape, (channels,))
+  if height * width * channels <= max_dims:
+    return Pooling("flatten", tap_shape, tap_shape)
+  window = adaptive_pool_window(height, width, channels, max_dims)
+  return Pooling(mode, tap_shape, (height // window, width // window, channels), window)
+
+
+def apply_pooling(features, pooling):
+  """[N, *pooling.in_shape] -> [N, pooling.dim]."""
+  if pooling.mode == "global_avg":
     return tf.reduce_mean(features, axis=[1, 2])
-  return tf.reshape(features, [tf.shape(features)[0], -1])
+  if pooling.mode in ("max", "avg"):
+    pool = tf.nn.max_pool2d if pooling.mode == "max" else tf.nn.avg_pool2d
+    features = pool(features, pooling.window, pooling.window, "VALID")
+  return tf.reshape(features, [-1, pooling.dim])
 
 
 def top_k_accuracy(scores, labels, k):
@@ -167,8 +297,7 @@ def standardize(train, *others):
 @PROTOCOLS.register("linear")
 def linear_protocol(task, representation):
   config = task.config
-  (train_feats,), train_labels, _ = _single(task.features(task.source.train_split, [representation]))
-  (test_feats,), test_labels, _ = _single(task.features(task.source.eval_split, [representation]))
+  train_feats, train_labels, test_feats, test_labels = _cached_features(task, representation)
   num_classes = task.info.get("num_classes_eval") or task.source.num_classes
   rng = np.random.RandomState(config.seed)
   order = rng.permutation(len(train_labels))
@@ -197,9 +326,12 @@ def linear_protocol(task, representation):
           "holdout_top1": holdout_acc[best]}
 
 
-def _single(result):
-  features, labels, ids = result
-  return list(features.values()), labels, ids
+def _cached_features(task, representation):
+  """(train features, train labels, eval features, eval labels) of one pooled tap."""
+  (train_feats, train_labels, _), (test_feats, test_labels, _) = (
+      task.features(split, [representation])
+      for split in (task.source.train_split, task.source.eval_split))
+  return (train_feats[representation], train_labels, test_feats[representation], test_labels)
 
 
 # --- knn ----------------------------------------------------------------------------
@@ -224,8 +356,7 @@ def knn_scores(train_feats, train_labels, test_feats, num_classes, k, temperatur
 
 @PROTOCOLS.register("knn")
 def knn_protocol(task, representation):
-  (train_feats,), train_labels, _ = _single(task.features(task.source.train_split, [representation]))
-  (test_feats,), test_labels, _ = _single(task.features(task.source.eval_split, [representation]))
+  train_feats, train_labels, test_feats, test_labels = _cached_features(task, representation)
   scores = knn_scores(train_feats, train_labels, test_feats, task.source.num_classes,
                       task.config.knn_k, task.config.knn_temperature)
   return {"top1": top_k_accuracy(scores, test_labels, 1),
@@ -260,10 +391,8 @@ def finetune_protocol(task, representation, labels="all"):
                                    keep_ids=keep_ids, seed=config.seed)
   module = task.module
   head = keras.layers.Dense(source.num_classes, kernel_initializer="zeros")
-  sample = module(tf.zeros([1, image_size, image_size, 3]), training=False)
-  if representation not in sample:
-    raise UserError(f"Module {task.module_dir} has no representation '{representation}'.")
-  head.build([None, pool_features(sample[representation]).shape[-1]])
+  pooling = task.pooling(representation)
+  head.build([None, pooling.dim])
   backbone_vars = list(module.trainable_variables)
   schedule = keras.optimizers.schedules.CosineDecay(config.finetune_learning_rate, steps)
   optimizer = keras.optimizers.SGD(schedule, momentum=config.finetune_momentum)
@@ -275,7 +404,7 @@ def finetune_protocol(task, representation, labels="all"):
   def train_step(batch):
     with tf.GradientTape() as tape:
       reps = module(batch["image"], training=True)
-      logits = head(pool_features(reps[representation]))
+      logits = head(apply_pooling(reps[representation], pooling))
       loss = tf.reduce_mean(losses.softmax_cross_entropy(logits, batch["label"],
                                                          source.num_classes))
       if config.finetune_weight_decay:
@@ -297,8 +426,8 @@ def finetune_protocol(task, representation, labels="all"):
                                     batch_size=config.batch_size,
                                     preprocess_fn=task.eval_preprocess)
   scores, test_labels = [], []
-  predict = tf.function(lambda images: head(pool_features(
-      module(images, training=False)[representation])))
+  predict = tf.function(lambda images: head(apply_pooling(
+      module(images, training=False)[representation], pooling)))
   for batch in eval_data:
     keep = batch["mask"].numpy() > 0
     scores.append(predict(batch["image"]).numpy()[keep])
@@ -319,16 +448,24 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
   config = config or default_config()
   module_dir = export_lib.resolve_module_dir(hub_module)
   task = Task(module_dir, dataset, dataset_dir, config)
-  representations = (list(task.info.get("outputs", {})) if representation == "all"
-                     else [r.strip() for r in representation.split(",")])
+  representations = _representation_names(task, representation)
+  # Unknown names, pool settings and oversized caches fail now, not after hours spent on
+  # the taps before them.
+  poolings = {name: task.pooling(name) for name in representations}
+  if protocol in FEATURE_CACHING_PROTOCOLS:
+    for name in representations:
+      task.check_feature_cache(name, (task.source.train_split, task.source.eval_split))
   rows = []
   for name in representations:
-    if name == "logits" and representation == "all":
-      continue
     kwargs = {"labels": labels} if protocol == "finetune" else {}
     result = protocol_fn(task, name, **kwargs)
-    rows.append(dict(result, protocol=protocol, dataset=task.dataset_name,
-                     representation=name, hub_module=module_dir))
+    pooling = poolings[name]
+    row = dict(result, protocol=protocol, dataset=task.dataset_name, representation=name,
+               hub_module=module_dir, pool_mode=config.pool_mode, pooling=pooling.describe(),
+               feature_dim=pooling.dim)
+    if config.pool_mode != "global_avg":
+      row["pool_max_dims"] = config.pool_max_dims
+    rows.append(row)
   tf.io.gfile.makedirs(workdir)
   results_path = os.path.join(workdir, "results.json")
   with tf.io.gfile.GFile(results_path, "w") as f:
@@ -341,7 +478,17 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
         tf.summary.scalar(f"{protocol}/{row['representation']}/{metric}", row[metric], step=step)
   writer.flush()
   print(report.format_rows(rows))
+  for row in rows:
+    print(f"{row['representation']}: {row['pooling']}")
   return rows if len(rows) > 1 else rows[0]
+
+
+def _representation_names(task, representation):
+  """`all` is every output but `logits` (a classifier's output, not a representation)."""
+  if representation != "all":
+    return [name.strip() for name in representation.split(",")]
+  names = [name for name in task.output_shapes() if name != "logits"]
+  return sorted(names, key=lambda name: (name != "default", name))
 
 
 FLAGS = flags.FLAGS
@@ -353,10 +500,10 @@ def define_flags():
   flags.DEFINE_string("protocol", "linear", "linear | finetune | knn.")
   flags.DEFINE_string("dataset", None, "Dataset (default: the module's).")
   flags.DEFINE_string("dataset_dir", None, "Dataset files.")
-  flags.DEFINE_string("representation", "default", "Output name, comma list, or 'all'.")
+  flags.DEFINE_string("representation", "default",
+                      "Output name, comma list, or 'all' (every output but logits).")
   flags.DEFINE_string("labels", "all", "Label subset for finetune: all | 1pct | 10pct | N | ...")
   flags.DEFINE_string("workdir", None, "Where results.json and summaries go.")
-
 
 
 def main(argv, overrides):
