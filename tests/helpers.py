@@ -1,4 +1,9 @@
-"""Tiny configs shared by the tests: a ResNet with a few thousand parameters on 16 px digits."""
+"""Shared by the tests: tiny configs (a ResNet with a few thousand parameters on 16 px
+digits) and checks every backbone must pass."""
+
+import keras
+import numpy as np
+import tensorflow as tf
 
 from tfssl import config as config_lib
 from tfssl import methods
@@ -12,3 +17,35 @@ TINY = ["model_width=0.0625", "image_size=16", "batch_size=32", "eval_batch_size
 def tiny_config(method="supervised", *overrides, model="resnet10_v2", dataset="digits", **fields):
   return config_lib.build_config(methods.get_method(method), TINY + list(overrides),
                                  method=method, model=model, dataset=dataset, **fields)
+
+
+def check_sync_batch_norm_on_two_replicas(strategy, build_model, feature_dim):
+  """`build_model(sync_bn=True)` made in `strategy`'s scope has only synchronized BN
+  layers and runs a training forward pass of 2 images per replica."""
+  with strategy.scope():
+    model = build_model(sync_bn=True)
+  assert all(layer.synchronized for layer in model.layers
+             if isinstance(layer, keras.layers.BatchNormalization))
+
+  @tf.function
+  def step(images):
+    return strategy.run(lambda x: model(x, training=True)["default"], args=(images,))
+
+  dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(tf.random.uniform([4, 16, 16, 3])))
+  per_replica = strategy.experimental_local_results(step(next(iter(dataset))))
+  assert [tuple(out.shape) for out in per_replica] == [(2, feature_dim)] * 2
+
+
+def check_name_prefix_separates_two_backbones(build_model, prefix):
+  """Two copies of a backbone, one built with `name_prefix=prefix`, share no variable
+  path and compute the same features from the same weights. Returns the prefixed one."""
+  online = build_model()
+  target = build_model(name_prefix=prefix)
+  assert target.name == f"{prefix}_{online.name}"
+  assert all(layer.name.startswith(f"{prefix}_") for layer in target.layers)
+  assert not {v.path for v in online.weights} & {v.path for v in target.weights}
+  target.set_weights(online.get_weights())
+  images = tf.random.uniform([2, 16, 16, 3])
+  np.testing.assert_allclose(online(images)["default"], target(images)["default"], rtol=1e-5)
+  return target

@@ -1,8 +1,11 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
 from tfssl import models
 from tfssl.errors import UserError
 
@@ -144,14 +147,8 @@ def test_no_biases_and_standard_variable_names():
 
 
 def test_name_prefix_separates_two_backbones():
-  online = models.build_model("resnet10_v2", image_size=16, width=TINY)
-  target = models.build_model("resnet10_v2", image_size=16, width=TINY, name_prefix="target")
-  assert target.name == "target_resnet10_v2"
-  assert all(layer.name.startswith("target_") for layer in target.layers)
-  assert not {v.path for v in online.weights} & {v.path for v in target.weights}
-  target.set_weights(online.get_weights())
-  images = tf.random.uniform([2, 16, 16, 3])
-  np.testing.assert_allclose(online(images)["default"], target(images)["default"], rtol=1e-5)
+  helpers.check_name_prefix_separates_two_backbones(
+      functools.partial(models.build_model, "resnet10_v2", image_size=16, width=TINY), "target")
 
 
 @pytest.mark.parametrize("name", ["resnet10_v1", "resnet10_v2"])
@@ -163,19 +160,9 @@ def test_zero_init_residual_makes_blocks_start_as_projections(name):
 
 
 def test_sync_batch_norm_under_two_replicas(two_replica_strategy):
-  with two_replica_strategy.scope():
-    model = models.build_model("resnet10_v2", image_size=16, width=TINY, sync_bn=True)
-  assert all(layer.synchronized for layer in model.layers
-             if isinstance(layer, keras.layers.BatchNormalization))
-
-  @tf.function
-  def step(images):
-    return two_replica_strategy.run(lambda x: model(x, training=True)["default"], args=(images,))
-
-  dataset = two_replica_strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(tf.random.uniform([4, 16, 16, 3])))
-  per_replica = two_replica_strategy.experimental_local_results(step(next(iter(dataset))))
-  assert [tuple(out.shape) for out in per_replica] == [(2, 32), (2, 32)]
+  helpers.check_sync_batch_norm_on_two_replicas(
+      two_replica_strategy,
+      functools.partial(models.build_model, "resnet10_v2", image_size=16, width=TINY), 32)
 
 
 def test_jit_compiled_forward_and_gradient():

@@ -1,8 +1,11 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
 from tfssl import models
 from tfssl.models import layers
 from tfssl.models import revnet
@@ -108,14 +111,8 @@ def test_jit_compiled_train_step_updates_the_backbone():
 
 
 def test_name_prefix_separates_two_backbones():
-  online = models.build_model("revnet50", image_size=16, width=TINY)
-  target = models.build_model("revnet50", image_size=16, width=TINY, name_prefix="x")
-  assert target.name == "x_revnet50"
-  assert all(layer.name.startswith("x_") for layer in target.layers)
-  assert not {v.path for v in online.weights} & {v.path for v in target.weights}
-  target.set_weights(online.get_weights())
-  images = tf.random.uniform([2, 16, 16, 3])
-  np.testing.assert_allclose(online(images)["default"], target(images)["default"], rtol=1e-5)
+  target = helpers.check_name_prefix_separates_two_backbones(
+      functools.partial(models.build_model, "revnet50", image_size=16, width=TINY), "x")
   outputs = target.get_layer("x_block1_unit1_concat").output
   assert revnet.invert_unit(target, "x_block1_unit1", outputs).shape == outputs.shape
 
@@ -147,16 +144,4 @@ def test_float32_outputs_under_mixed_bfloat16():
 
 
 def test_sync_batch_norm_under_two_replicas(two_replica_strategy):
-  with two_replica_strategy.scope():
-    model = _small_revnet(sync_bn=True)
-  assert all(layer.synchronized for layer in model.layers
-             if isinstance(layer, keras.layers.BatchNormalization))
-
-  @tf.function
-  def step(images):
-    return two_replica_strategy.run(lambda x: model(x, training=True)["default"], args=(images,))
-
-  dataset = two_replica_strategy.experimental_distribute_dataset(
-      tf.data.Dataset.from_tensors(tf.random.uniform([4, 16, 16, 3])))
-  per_replica = two_replica_strategy.experimental_local_results(step(next(iter(dataset))))
-  assert [tuple(out.shape) for out in per_replica] == [(2, 128), (2, 128)]
+  helpers.check_sync_batch_norm_on_two_replicas(two_replica_strategy, _small_revnet, 128)
