@@ -94,6 +94,17 @@ def test_imagenet_stem_at_96px_and_auto_choice():
   assert auto.output["stem"].shape[1:3] == (64, 64)
 
 
+@pytest.mark.parametrize("name", ["resnet10_v1", "resnet10_v2", "revnet50"])
+def test_patch_net_downsamples_as_revisitings_patch_models(name):
+  # root_conv_stride=1, strides=(2, 2, 1): a 64-px patch is 32 px after the root max-pool,
+  # and stage 4 keeps stage 3's 8x8 (the usual layouts end at 2x2 or 8x8 from 64x64 stages).
+  model = models.build_model(name, image_size=64, width=TINY, patch_net=True)
+  sides = {tap: model.output[tap].shape[1] for tap in ("stem", "block1", "block2", "block3",
+                                                       "block4")}
+  assert sides == {"stem": 32, "block1": 32, "block2": 16, "block3": 8, "block4": 8}
+  assert model.get_layer("stem_conv").kernel.shape[:2] == (7, 7)
+
+
 def test_runs_on_other_input_sizes_than_built_for():
   model = models.build_model("resnet10_v1", image_size=32, width=TINY, cifar_stem=False)
   out = model(tf.random.uniform([2, 45, 38, 3]))
@@ -198,3 +209,7 @@ def test_bad_arguments_are_user_errors():
     models.build_model("wide_resnet28_2", image_size=96, cifar_stem=False)
   with pytest.raises(UserError, match="image_size or cifar_stem"):
     models.build_model("resnet18_v2", image_size=None)
+  with pytest.raises(UserError, match="patch_net .* cannot also have the CIFAR stem"):
+    models.build_model("resnet18_v2", image_size=64, cifar_stem=True, patch_net=True)
+  with pytest.raises(UserError, match="Wide-ResNet has no patch-net layout"):
+    models.build_model("wide_resnet28_2", image_size=32, patch_net=True)

@@ -7,11 +7,14 @@
 # Hardware: one GPU or a v3-8. No published number for this setting; score it with
 # config/evaluation/linear.sh.
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
+#
 # Usage: bash config/exemplar/cifar10.sh --workdir=/tmp/exemplar_cifar10 [--dataset_dir=DIR]
 set -euo pipefail
 python -m tfssl.trainer \
   --method=exemplar --model=resnet50_v1 --dataset=cifar10 \
   --config.model_width=1 --config.batch_size=128 --config.eval_batch_size=500 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.exemplar_copies=8 --config.grayscale_probability=0.66 --config.embed_dim=1000 \
   --config.triplet_margin=0.5 --config.triplet_mining=batch_hard --config.crop_area_min=0.25 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

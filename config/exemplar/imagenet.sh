@@ -13,12 +13,15 @@
 # TPU: v3-8 as written (the paper used 32-128 cores).
 # Paper: 46.0% top-1 / 68.8% top-5 linear evaluation on ImageNet.
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
+#
 # Usage: bash config/exemplar/imagenet.sh --workdir=gs://BUCKET/exemplar \
 #            --dataset_dir=gs://BUCKET/imagenet --tpu=local
 set -euo pipefail
 python -m tfssl.trainer \
   --method=exemplar --model=resnet50_v1 --dataset=imagenet \
   --config.model_width=3 --config.batch_size=64 --config.eval_batch_size=256 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.exemplar_copies=8 --config.grayscale_probability=0.66 --config.embed_dim=1000 \
   --config.triplet_margin=0.5 --config.triplet_mining=batch_hard --config.crop_area_min=0.05 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

@@ -8,12 +8,18 @@
 # Hardware: one GPU or a v3-8. No published number for this setting; score it with
 # config/evaluation/linear.sh.
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3. Patches of
+# 10 px go through the CIFAR stem (3x3/1, no pool; --config.patch_net=false), not the
+# ImageNet patch net's 7x7/1 conv + max-pool, which would leave them 2x2 by stage 3.
+#
 # Usage: bash config/relative_patch_location/cifar10.sh --workdir=/tmp/relative_patch_location_cifar10 [--dataset_dir=DIR]
 set -euo pipefail
 python -m tfssl.trainer \
   --method=relative_patch_location --model=resnet50_v1 --dataset=cifar10 \
   --config.model_width=1 --config.batch_size=128 --config.eval_batch_size=500 \
-  --config.patch_size=10 --config.patch_jitter=3 --config.grayscale_probability=0.66 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
+  --config.patch_net=false --config.patch_size=10 --config.patch_jitter=3 \
+  --config.grayscale_probability=0.66 \
   --config.embed_dim=1000 --config.head_hidden=4096 --config.head_dropout=0.5 \
   --config.head_weight_decay=5e-4 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

@@ -15,13 +15,19 @@
 # TPU: v3-8 as written (the paper used 32-128 cores).
 # Paper: 51.4% top-1 / 74.0% top-5 linear evaluation on ImageNet.
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3. The patch
+# net (`patch_net`) downsamples as the original's (root_conv_stride=1, strides=(2, 2, 1)):
+# 7x7/1 root conv + 3x3/2 max-pool, last stage stride 1, so a 64-px patch ends at 8x8.
+#
 # Usage: bash config/relative_patch_location/imagenet.sh --workdir=gs://BUCKET/relative_patch_location \
 #            --dataset_dir=gs://BUCKET/imagenet --tpu=local
 set -euo pipefail
 python -m tfssl.trainer \
   --method=relative_patch_location --model=resnet50_v1 --dataset=imagenet \
   --config.model_width=2 --config.batch_size=128 --config.eval_batch_size=256 \
-  --config.patch_size=64 --config.patch_jitter=21 --config.grayscale_probability=0.66 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
+  --config.patch_net=true --config.patch_size=64 --config.patch_jitter=21 \
+  --config.grayscale_probability=0.66 \
   --config.embed_dim=1000 --config.head_hidden=4096 --config.head_dropout=0.5 \
   --config.head_weight_decay=5e-4 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

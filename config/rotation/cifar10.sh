@@ -7,11 +7,14 @@
 # Hardware: one GPU or a v3-8. No published linear-evaluation number for this exact
 # setting; score it with: bash config/evaluation/linear.sh --hub_module=RUN/export/hub ...
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
+#
 # Usage: bash config/rotation/cifar10.sh --workdir=/tmp/rotation_cifar10 [--dataset_dir=DIR]
 set -euo pipefail
 python -m tfssl.trainer \
   --method=rotation --model=revnet50 --dataset=cifar10 \
   --config.model_width=1 --config.batch_size=128 --config.eval_batch_size=500 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.crop_area_min=0.25 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=128 \
   --config.warmup_epochs=0 --config.lr_schedule=piecewise --config.decay_epochs=30,60,80 \

@@ -11,12 +11,15 @@
 # Paper: 55.4% top-1 / 77.9% top-5 linear evaluation on ImageNet (pre-logits).
 # Score the export with config/evaluation/linear.sh.
 #
+# Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
+#
 # Usage: bash config/rotation/imagenet.sh --workdir=gs://BUCKET/rotation \
 #            --dataset_dir=gs://BUCKET/imagenet --tpu=local
 set -euo pipefail
 python -m tfssl.trainer \
   --method=rotation --model=revnet50 --dataset=imagenet \
   --config.model_width=4 --config.batch_size=64 --config.eval_batch_size=256 \
+  --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.crop_area_min=0.05 \
   --config.learning_rate=0.1 --config.lr_scaling=linear --config.lr_base_batch_size=256 \
   --config.warmup_epochs=5 --config.lr_schedule=piecewise --config.decay_epochs=15,25 \

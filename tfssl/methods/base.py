@@ -72,10 +72,14 @@ class Method:
     self.backbone = models.build_model(
         self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
         sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
-        bn_epsilon=self.config.bn_epsilon)
+        bn_epsilon=self.config.bn_epsilon, **self.backbone_options())
     self.feature_dim = self.backbone(
         tf.zeros((1, self.backbone_image_size, self.backbone_image_size, 3)),
         training=False)["default"].shape[-1]
+
+  def backbone_options(self):
+    """Extra `models.build_model` arguments this method's backbone needs."""
+    return {}
 
   def trackables(self):
     """Named objects whose variables make up the method's state (checkpointed and exported)."""

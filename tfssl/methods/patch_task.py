@@ -43,6 +43,10 @@ class PatchTask(Method):
         "head_dropout": 0.5,
         "head_bn_momentum": 0.997,
         "head_weight_decay": 5e-4,
+        # Revisiting's patch nets: ResNet / RevNet with a 7x7/1 root conv + max-pool and a
+        # last stage of stride 1 (64-px patch -> 8x8). False: the backbone's usual stem for
+        # the patch size (the 3x3/1 CIFAR stem up to 64 px), better for tiny patches.
+        "patch_net": True,
     }
 
   @classmethod
@@ -53,6 +57,9 @@ class PatchTask(Method):
     super().__init__(config, num_classes, image_size)
     self.patch_size = int(config.patch_size)
     self.backbone_image_size = self.patch_size
+
+  def backbone_options(self):
+    return {"patch_net": bool(self.config.patch_net)}
 
   def build(self):
     super().build()

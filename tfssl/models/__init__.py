@@ -22,7 +22,8 @@ vgg.register_all(MODELS)
 
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
-                bn_epsilon=1e-5, cifar_stem=None, name_prefix=None, zero_init_residual=False):
+                bn_epsilon=1e-5, cifar_stem=None, patch_net=False, name_prefix=None,
+                zero_init_residual=False):
   """Builds a registered backbone.
 
   Args:
@@ -34,6 +35,8 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
     bn_momentum, bn_epsilon: Keras BatchNormalization settings (momentum of the moving
       averages, i.e. 1 - PyTorch's momentum).
     cifar_stem: ResNets' 3x3/1 stem without max-pool; None picks it for image_size <= 64.
+    patch_net: Revisiting's layout for patch tasks (7x7/1 root conv + max-pool, last stage
+      stride 1; see `layers.stem_layout`); VGG is the same network either way.
     name_prefix: prepended (with "_") to every layer and the model name, so that two
       backbones of one method have distinct layer and variable paths.
     zero_init_residual: residual blocks start as the identity (zero last BN gamma in v1,
@@ -48,7 +51,7 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
   ops = layers.LayerFactory(sync_bn=sync_bn, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                             name_prefix=name_prefix)
   return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,
-                 zero_init_residual=zero_init_residual)
+                 patch_net=patch_net, zero_init_residual=zero_init_residual)
 
 
 def forward_multiply_adds(model):

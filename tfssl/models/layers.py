@@ -5,6 +5,8 @@ explicit name so that two backbones of one method (an online network and its EMA
 teacher) differ only by `name_prefix`, and checkpoints and summaries read well.
 """
 
+import dataclasses
+
 import keras
 
 from tfssl.errors import UserError
@@ -12,6 +14,42 @@ from tfssl.errors import UserError
 # Convolutions are followed by BN, so they have no bias; He-normal (fan-out) as in
 # torchvision and the TF official ResNets.
 _CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
+
+
+STAGE_STRIDES = (1, 2, 2, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class StemLayout:
+  """Where a ResNet / RevNet downsamples: the root block and the first unit of each stage.
+
+  `cifar`: a 3x3/1 root conv without max-pool; otherwise a 7x7 root conv of stride
+  `root_stride` followed by a 3x3/2 max-pool.
+  """
+  cifar: bool
+  root_stride: int
+  stage_strides: tuple
+
+
+def stem_layout(image_size, cifar_stem=None, patch_net=False):
+  """The layout of a ResNet / RevNet.
+
+  ImageNet: 7x7/2 conv + pool, stages 1,2,2,2 (32x down). CIFAR (chosen for images <= 64
+  px unless `cifar_stem` says otherwise): 3x3/1 conv, stages 1,2,2,2 (8x down).
+  `patch_net`: Revisiting's Jigsaw / relative-patch-location nets (`root_conv_stride=1,
+  strides=(2, 2, 1)`): 7x7/1 conv + pool, stages 1,2,2,1, so a 64-px patch ends at 8x8.
+  """
+  if patch_net:
+    if cifar_stem:
+      raise UserError("patch_net uses Revisiting's 7x7/1 root conv and max-pool; it cannot "
+                      "also have the CIFAR stem.")
+    return StemLayout(cifar=False, root_stride=1, stage_strides=(1, 2, 2, 1))
+  if cifar_stem is None:
+    if image_size is None:
+      raise UserError("Give image_size or cifar_stem: the stem is chosen by image size.")
+    cifar_stem = image_size <= 64
+  return StemLayout(cifar=cifar_stem, root_stride=1 if cifar_stem else 2,
+                    stage_strides=STAGE_STRIDES)
 
 
 def scaled(channels, width):

@@ -2,7 +2,7 @@
 
 Widths 64/128/256/512 per stage (x4 at the output of bottleneck blocks) times the width
 multiplier; Revisiting's `filters_factor` 4/8/12/16 is width 1/2/3/4. Stage strides
-1, 2, 2, 2. Bottleneck blocks put the stride on the 3x3 convolution, not on the first
+1, 2, 2, 2 (1, 2, 2, 1 in `patch_net`, see layers.stem_layout). Bottleneck blocks put the stride on the 3x3 convolution, not on the first
 1x1 ("ResNet v1.5", as torchvision, TF official and Revisiting do): a strided 1x1 conv
 drops three quarters of its input. The published 25.6M parameters of ResNet-50 count
 this architecture (the placement does not change parameter counts).
@@ -12,7 +12,6 @@ unit of stage N. In v2 the residual stream is unnormalised, so `default` is the 
 average after a final BN + ReLU.
 """
 
-from tfssl.errors import UserError
 from tfssl.models import layers as layers_lib
 
 _BLOCKS = {
@@ -24,7 +23,6 @@ _BLOCKS = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 _BASE_WIDTHS = (64, 128, 256, 512)
-_STAGE_STRIDES = (1, 2, 2, 2)
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
@@ -75,29 +73,26 @@ def _v2_block(ops, x, filters, stride, kind, name, zero_init):
   return ops.add(shortcut, y, name=f"{name}_add")
 
 
-def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None,
+def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
            zero_init_residual=False):
   """Functional ResNet returning float32 {stem, block1..block4, default}."""
   kind, blocks = _BLOCKS[depth]
-  if cifar_stem is None:
-    if image_size is None:
-      raise UserError("Give image_size or cifar_stem: the stem is chosen by image size.")
-    cifar_stem = image_size <= 64
+  layout = layers_lib.stem_layout(image_size, cifar_stem, patch_net)
   block_fn = _v1_block if version == 1 else _v2_block
   images, x = ops.inputs(image_size)
   stem_width = layers_lib.scaled(64, width)
-  if cifar_stem:
+  if layout.cifar:
     x = ops.conv(x, stem_width, 3, 1, name="stem_conv")
   else:
-    x = ops.conv(x, stem_width, 7, 2, name="stem_conv")
+    x = ops.conv(x, stem_width, 7, layout.root_stride, name="stem_conv")
   if version == 1:
     x = ops.relu(ops.batch_norm(x, name="stem_bn"), name="stem_relu")
-  if not cifar_stem:
+  if not layout.cifar:
     # Zero padding, as Revisiting / TF-Slim: after the v1 ReLU it equals -inf padding.
     x = ops.pad(x, 3, name="stem_pool_pad")
     x = ops.max_pool(x, 3, 2, padding="valid", name="stem_pool")
   taps = {"stem": x}
-  for stage, (num_blocks, base, stride) in enumerate(zip(blocks, _BASE_WIDTHS, _STAGE_STRIDES),
+  for stage, (num_blocks, base, stride) in enumerate(zip(blocks, _BASE_WIDTHS, layout.stage_strides),
                                                      start=1):
     filters = layers_lib.scaled(base, width)
     for unit in range(1, num_blocks + 1):

@@ -35,7 +35,6 @@ last unit (before the transition, and for block4 before the final BN).
 
 import keras
 
-from tfssl.errors import UserError
 from tfssl.models import layers as layers_lib
 
 _UNITS = {50: (3, 4, 6, 3)}
@@ -112,35 +111,34 @@ def invert_unit(model, unit, outputs, training=False):
   return keras.ops.concatenate([x1, carried], axis=-1)
 
 
-def revnet(units_per_stage, ops, *, image_size, width=1.0, cifar_stem=None,
+def revnet(units_per_stage, ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
            zero_init_residual=False, name="revnet"):
   """Functional RevNet returning float32 {stem, block1..block4, default}.
 
   Args:
     units_per_stage: units in each of the four stages, (3, 4, 6, 3) for RevNet-50.
     ops: a `layers.LayerFactory`.
-    image_size, width, cifar_stem, zero_init_residual: as in `models.build_model`.
+    image_size, width, cifar_stem, patch_net, zero_init_residual: as in
+      `models.build_model`.
     name: the model's name (before ops' name prefix).
   """
-  if cifar_stem is None:
-    if image_size is None:
-      raise UserError("Give image_size or cifar_stem: the stem is chosen by image size.")
-    cifar_stem = image_size <= 64
+  layout = layers_lib.stem_layout(image_size, cifar_stem, patch_net)
   images, x = ops.inputs(image_size)
   # Even, so the units can split the channels in halves.
   stem_width = 2 * layers_lib.scaled(_STAGE1_WIDTH // 2, width)
-  if cifar_stem:
+  if layout.cifar:
     x = ops.conv(x, stem_width, 3, 1, name="stem_conv")
   else:
-    x = ops.conv(x, stem_width, 7, 2, name="stem_conv")
+    x = ops.conv(x, stem_width, 7, layout.root_stride, name="stem_conv")
     x = ops.pad(x, 3, name="stem_pool_pad")
     x = ops.max_pool(x, 3, 2, padding="valid", name="stem_pool")
   taps = {"stem": x}
   for stage, num_units in enumerate(units_per_stage, start=1):
     if stage > 1:
-      # "same": ceil(size / 2) for odd sizes, averaging only the positions inside.
-      x = keras.layers.AveragePooling2D(2, 2, padding="same",
-                                        name=ops.name(f"block{stage}_pool"))(x)
+      if layout.stage_strides[stage - 1] > 1:
+        # "same": ceil(size / 2) for odd sizes, averaging only the positions inside.
+        x = keras.layers.AveragePooling2D(2, 2, padding="same",
+                                          name=ops.name(f"block{stage}_pool"))(x)
       x = DoubleChannels(name=ops.name(f"block{stage}_widen"))(x)
     for unit in range(1, num_units + 1):
       x = _unit(ops, x, name=f"block{stage}_unit{unit}", zero_init=zero_init_residual)

@@ -16,9 +16,12 @@ from tfssl.models import layers as layers_lib
 _VGG19 = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
 
 
-def vgg19(ops, *, image_size, width=1.0, cifar_stem=None, zero_init_residual=False):
+def vgg19(ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
+          zero_init_residual=False):
   """Functional VGG19-BN returning float32 {block1..block5, default}."""
-  del cifar_stem  # VGG has no separate stem; the same network serves every size.
+  # VGG has no separate stem; the same network serves every size and (as in Revisiting)
+  # patch tasks too.
+  del cifar_stem, patch_net
   if zero_init_residual:
     raise UserError("vgg19 has no residual blocks; zero_init_residual applies to ResNets.")
   images, x = ops.inputs(image_size)

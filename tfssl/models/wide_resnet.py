@@ -35,13 +35,16 @@ def _block(ops, x, filters, stride, name, zero_init):
   return ops.add(shortcut, y, name=f"{name}_add")
 
 
-def wide_resnet(depth, widen, ops, *, image_size, width=1.0, cifar_stem=None,
+def wide_resnet(depth, widen, ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
                 zero_init_residual=False):
   """Functional WRN-depth-widen returning float32 {stem, block1..block3, default}."""
   if (depth - 4) % 6 or depth < 10:
     raise UserError(f"Wide-ResNet depth must be 6n+4 (10, 16, 22, 28, ...), got {depth}.")
   if cifar_stem is False:
     raise UserError("Wide-ResNet has only the CIFAR stem (3x3, stride 1); leave cifar_stem unset.")
+  if patch_net:
+    raise UserError("Wide-ResNet has no patch-net layout; for Jigsaw / relative patch location "
+                    "use a ResNet, RevNet or VGG, or --config.patch_net=false.")
   blocks_per_stage = (depth - 4) // 6
   images, x = ops.inputs(image_size)
   x = ops.conv(x, layers_lib.scaled(16, width), 3, 1, name="stem_conv")

@@ -78,14 +78,12 @@ def color_jitter(image, seed, brightness, contrast, saturation, hue):
 @PREPROCESS.register("inception_color")
 def inception_color(image, seed, brightness=32.0 / 255.0, saturation=0.5):
   """slim inception_preprocessing's fast-mode distortion (the Revisiting / S4L training view):
-  additive brightness in [-brightness, brightness] and saturation in 1 +- saturation, in a
-  random one of the two orders, clipped to [0, 1]."""
-  order_seed, brightness_seed, saturation_seed = split_seed(seed, 3)
-  shift = uniform(brightness_seed, -brightness, brightness)
-  brighten = lambda x: x + shift
-  saturate = functools.partial(_saturation, seed=saturation_seed, delta=saturation)
-  image = tf.cond(uniform(order_seed) < 0.5,
-                  lambda: saturate(brighten(image)), lambda: brighten(saturate(image)))
+  additive brightness in [-brightness, brightness], then saturation in 1 +- saturation,
+  clipped to [0, 1]. Fast mode draws from one colour ordering only (`num_distort_cases =
+  1`), so the order is always brightness first."""
+  brightness_seed, saturation_seed = split_seed(seed, 2)
+  image = image + uniform(brightness_seed, -brightness, brightness)
+  image = _saturation(image, seed=saturation_seed, delta=saturation)
   return tf.clip_by_value(image, 0.0, 1.0)
 
 
