@@ -4,6 +4,10 @@ Each image becomes `exemplar_copies` heavily augmented crops (its "class"); an e
 head on the pre-logits is trained with a triplet loss whose labels are the source images.
 Inputs are standardised per image on the device, in training and in the exported module
 alike, so the module takes the same [0, 1] images as every other.
+
+Each embedding is L2-normalised. The released code normalised along the batch axis
+(`l2_normalize(logits, axis=0)`), which makes every embedding depend on the rest of the
+batch; we take that for a slip and follow the paper's per-embedding normalisation.
 """
 
 import keras
