@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfssl import losses
 
@@ -31,14 +32,27 @@ def test_pairwise_squared_distances():
 
 
 def test_triplet_batch_hard_hand_computed():
-  # Labels a a b b at positions 0 1 2 4 (squared distances).
+  # Labels a a b b at positions 0 1 2 4 (Euclidean distances).
   x = _embeddings_on_a_line([0.0, 1.0, 2.0, 4.0])
   got = losses.triplet_batch_hard(x, np.array([0, 0, 1, 1]), margin=0.5).numpy()
-  # anchor 0: farthest positive 1, nearest negative 4 -> relu(1 - 4 + .5) = 0
+  # anchor 0: farthest positive 1, nearest negative 2 -> relu(1 - 2 + .5) = 0
   # anchor 1: positive 1, negative 1 (point 2) -> 0.5
-  # anchor 2: positive 4 (point 4), negative 1 (point 1) -> 3.5
-  # anchor 3: positive 4, negative 9 (point 1) -> 0
-  np.testing.assert_allclose(got, [0.0, 0.5, 3.5, 0.0], atol=1e-5)
+  # anchor 2: positive 2 (point 4), negative 1 (point 1) -> 1.5
+  # anchor 3: positive 2, negative 3 (point 1) -> 0
+  np.testing.assert_allclose(got, [0.0, 0.5, 1.5, 0.0], atol=1e-5)
+  soft = losses.triplet_batch_hard(x, np.array([0, 0, 1, 1]), margin=None).numpy()
+  np.testing.assert_allclose(soft, np.log1p(np.exp([1 - 2, 1 - 1, 2 - 1, 2 - 3])), atol=1e-5)
+
+
+def test_triplet_batch_hard_pushes_a_collapsed_embedding_apart():
+  # Every embedding equal: with squared distances the gradient would be exactly zero.
+  x = tf.Variable(np.tile([[1.0, 0.0, 0.0]], [4, 1]).astype(np.float32)
+                  + 1e-3 * np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(losses.triplet_batch_hard(x, np.array([0, 0, 1, 1]), margin=0.5))
+  gradient = tape.gradient(loss, x).numpy()
+  assert loss.numpy() == pytest.approx(0.5, abs=0.01)
+  assert np.abs(gradient).max() > 0.1
 
 
 def test_triplet_batch_hard_anchor_without_positive_is_zero():

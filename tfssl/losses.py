@@ -27,19 +27,28 @@ def _same_label_masks(labels):
   return tf.logical_and(same, not_self), tf.logical_not(same)
 
 
+def pairwise_distances(embeddings, epsilon=1e-12):
+  """[N, N] Euclidean distances; `epsilon` inside the root keeps gradients finite where
+  points coincide."""
+  return tf.sqrt(pairwise_squared_distances(embeddings) + epsilon)
+
+
 def triplet_batch_hard(embeddings, labels, margin):
   """Per-anchor triplet loss with batch-hard mining (Hermans et al. 2017).
 
   Each anchor is paired with its farthest positive and its nearest negative in the
-  batch; distances are squared Euclidean. Anchors without a positive or a negative
-  contribute 0.
+  batch; distances are Euclidean, not squared, as Hermans et al. use them: with squared
+  distances a collapsed embedding (every point equal) is a stationary point whose loss
+  is stuck at the margin. `margin=None` is their soft margin, softplus(d_ap - d_an)
+  (S4L's choice). Anchors without a positive or a negative contribute 0.
   """
-  distances = pairwise_squared_distances(embeddings)
+  distances = pairwise_distances(embeddings)
   positives, negatives = _same_label_masks(labels)
   hardest_positive = tf.reduce_max(tf.where(positives, distances, 0.0), axis=1)
   hardest_negative = tf.reduce_min(tf.where(negatives, distances, float("inf")), axis=1)
   valid = tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1))
-  loss = tf.nn.relu(hardest_positive - hardest_negative + margin)
+  gap = hardest_positive - tf.where(valid, hardest_negative, 0.0)
+  loss = tf.nn.softplus(gap) if margin is None else tf.nn.relu(gap + margin)
   return tf.where(valid, loss, 0.0)
 
 
