@@ -156,3 +156,13 @@ def test_mixed_bfloat16_precision_trains(tmp_path):
     assert run.method.backbone.compute_dtype == "bfloat16"
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+def test_same_seed_same_initial_weights_and_random_init_export(tmp_path):
+  first = trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path / "a"))
+  second = trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path / "b"))
+  other = trainer.train(tiny_config("supervised", "train_epochs=0", "seed=1"),
+                        str(tmp_path / "c"))
+  weights = [v.numpy() for v in first.method.variables]
+  assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights, second.method.variables))
+  assert not all(np.array_equal(a, v.numpy()) for a, v in zip(weights, other.method.variables))

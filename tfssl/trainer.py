@@ -114,6 +114,9 @@ class Trainer:
     experiment_lib.check_batch_divides(self.config.batch_size, strategy.num_replicas_in_sync)
 
     _set_precision(self.config)
+    # The same seed gives the same initial weights: a `train_epochs=0` run is exactly the
+    # starting point of a trained run with that seed, and reruns reproduce.
+    keras.utils.set_random_seed(self.config.seed)
     with strategy.scope():
       self.method = exp.new_method()
       if distribute.is_tpu(strategy):
