@@ -6,10 +6,10 @@
 # Recipe: ResNet-50 v1, widening x3 (filters_factor 12 = width 3); 8 copies of every
 # image, each an independent slim inception crop 224 + flip + colour distortion, the
 # whole image gray with probability 0.66, per-image standardisation; 1000-d embedding,
-# triplet loss margin 0.5 with batch-hard mining (the released code used semi-hard
-# mining: --config.triplet_mining=semi_hard); batch 64 images (512 crops), SGD momentum
-# 0.9, lr 0.1 per 256 images (0.025), 5 warmup epochs, x0.1 at 15 and 25, 35 epochs,
-# weight decay 1e-4.
+# triplet loss margin 0.5 with batch-hard mining on Euclidean distances (Hermans et al.;
+# the released code used semi-hard mining on squared distances:
+# --config.triplet_mining=semi_hard); batch 64 images (512 crops), SGD momentum 0.9, lr 0.1
+# per 256 images (0.025), 5 warmup epochs, x0.1 at 15 and 25, 35 epochs, weight decay 1e-4.
 # TPU: v3-8 as written (the paper used 32-128 cores).
 # Paper: 46.0% top-1 / 68.8% top-5 linear evaluation on ImageNet.
 #
