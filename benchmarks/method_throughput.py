@@ -1,4 +1,5 @@
-"""Train-step images/s of every registered method relative to `supervised` on the same backbone.
+"""Train-step images/s of every registered method relative to `supervised` on the same backbone
+and input size.
 
     python benchmarks/method_throughput.py
     python benchmarks/method_throughput.py --methods=supervised,rotation --seconds=3
@@ -6,9 +7,10 @@
 Each method runs the trainer's own host loop (`Trainer._train_loop_fn`) on the default
 strategy, fed ONE batch of its real input pipeline over and over (cached), so what is
 timed is the step and not tf.data. After a compiling warm-up, the method and a
-`supervised` step of the same model, width, image size and batch size are timed in
-alternating rounds of whole host loops, `--seconds` in total each, and each keeps its
-best round, so the ratio is comparable on a shared, noisy machine.
+`supervised` step of the same model, width and batch size, on images of the size its
+backbone is fed (the patch size for patch methods), are timed in alternating rounds of
+whole host loops, `--seconds` in total each, and each keeps its best round, so the ratio
+is comparable on a shared, noisy machine.
 
 Two rates per method:
   images/s  source images: the global batch_size, plus unsup_batch_size for two-stream
@@ -44,15 +46,16 @@ BASELINE = "supervised"
 _LOOPS_PER_ROUND = 4
 
 
-def make_config(method, args):
-  """The method's defaults with the benchmark's model, size, batch and dataset, and the
-  `--set` overrides of keys the method has."""
+def make_config(method, args, image_size=None):
+  """The method's defaults with the benchmark's model, size (or `image_size`), batch and
+  dataset, and the `--set` overrides of keys the method has."""
   method_cls = methods.get_method(method)
   known = set(config_lib.base_config()) | set(method_cls.default_config())
   overrides = [o for o in args.set if o.partition("=")[0] in known]
   return config_lib.build_config(
       method_cls, overrides, method=method, model=args.model, dataset=args.dataset,
-      model_width=args.width, image_size=args.image_size, batch_size=args.batch_size)
+      model_width=args.width, image_size=image_size or args.image_size,
+      batch_size=args.batch_size)
 
 
 def runnable_methods(args):
@@ -165,15 +168,40 @@ def best_steps_per_second(runners, seconds, rounds):
   return best
 
 
-def measure(name, baseline, args, workdir):
-  """(runner, its steps/s, the baseline's steps/s in the same rounds or None)."""
+class Baselines:
+  """`supervised` runners by input size, made when a method first needs one."""
+
+  def __init__(self, args, root):
+    self.args, self.root, self.runners = args, root, {}
+
+  def at(self, image_size):
+    """The runner at `image_size`, or None (said once) if supervised cannot run there."""
+    if image_size not in self.runners:
+      try:
+        self.runners[image_size] = StepRunner(
+            make_config(BASELINE, self.args, image_size=image_size),
+            os.path.join(self.root, f"{BASELINE}_{image_size}px"), loop_seconds(self.args))
+      except Exception as e:  # pylint: disable=broad-except
+        self.runners[image_size] = None
+        print(f"{BASELINE:>24} at {image_size} px: error, so no ratios there: "
+              f"{error_text(e)}", flush=True)
+    return self.runners[image_size]
+
+
+def measure(name, baselines, args, workdir):
+  """(runner, its steps/s, the baseline at its input size, that one's steps/s in the same
+  rounds; the last two None if there is no baseline)."""
   if name == BASELINE:
+    baseline = baselines.at(args.image_size)
+    if baseline is None:
+      raise RuntimeError("supervised did not build")
     rate, = best_steps_per_second([baseline], args.seconds, args.rounds)
-    return baseline, rate, rate
+    return baseline, rate, baseline, rate
   runner = StepRunner(make_config(name, args), workdir, loop_seconds(args))
+  baseline = baselines.at(runner.backbone_image_size)
   rates = best_steps_per_second([runner] + ([baseline] if baseline else []), args.seconds,
                                 args.rounds)
-  return runner, rates[0], (rates[1] if baseline else None)
+  return runner, rates[0], baseline, (rates[1] if baseline else None)
 
 
 def loop_seconds(args):
@@ -212,10 +240,12 @@ def main():
   parser.add_argument("--dataset", default="digits")
   parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                       help="config override, applied to the methods that have KEY "
-                           "(default: patch_size=10, patch_jitter=3, so patch methods fit "
-                           "32-px images)")
+                           "(default: patch_size=10, patch_jitter=3, patch_net=false, so "
+                           "patch methods fit 32-px images with the backbone supervised "
+                           "uses at 10 px)")
   args = parser.parse_args()
-  args.set = args.set if args.set is not None else ["patch_size=10", "patch_jitter=3"]
+  args.set = (args.set if args.set is not None
+              else ["patch_size=10", "patch_jitter=3", "patch_net=false"])
   logging.set_verbosity(logging.WARNING)
 
   if args.methods:
@@ -230,7 +260,7 @@ def main():
         f"best of {args.rounds} rounds over {args.seconds:g} s per method, alternating with "
         f"{BASELINE}; {os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}")
   print("images/s: source images; inputs/s: rows fed to method.backbone (views, patches) "
-        f"of in px; x sup: ratio to {BASELINE} timed in the same rounds")
+        f"of in px; x sup: ratio to {BASELINE} at in px, timed in the same rounds")
   for name, reason in skipped.items():
     print(f"skipped {name}: {reason}")
   header = (f"{'method':>24} {'images/s':>9} {'inputs/s':>9} {'in/img':>6} {'in px':>5} "
@@ -239,17 +269,11 @@ def main():
   print("-" * len(header), flush=True)
 
   with tempfile.TemporaryDirectory() as root:
-    try:
-      baseline = StepRunner(make_config(BASELINE, args), os.path.join(root, BASELINE),
-                            loop_seconds(args))
-    except Exception as e:  # pylint: disable=broad-except
-      baseline = None
-      print(f"{BASELINE:>24} error, so no ratios: {error_text(e)}", flush=True)
+    baselines = Baselines(args, root)
     for name in names:
-      if name == BASELINE and baseline is None:
-        continue
       try:
-        runner, rate, baseline_rate = measure(name, baseline, args, os.path.join(root, name))
+        runner, rate, baseline, baseline_rate = measure(name, baselines, args,
+                                                        os.path.join(root, name))
       except Exception as e:  # pylint: disable=broad-except
         print(f"{name:>24} error: {error_text(e)}", flush=True)
         continue
