@@ -158,7 +158,7 @@ def test_mixed_bfloat16_precision_trains(tmp_path):
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_same_seed_same_initial_weights_and_random_init_export(tmp_path):
+def test_same_seed_gives_the_same_initial_weights(tmp_path):
   first = trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path / "a"))
   second = trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path / "b"))
   other = trainer.train(tiny_config("supervised", "train_epochs=0", "seed=1"),

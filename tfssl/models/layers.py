@@ -16,7 +16,7 @@ from tfssl.errors import UserError
 _CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
 
 
-STAGE_STRIDES = (1, 2, 2, 2)
+_STAGE_STRIDES = (1, 2, 2, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ def stem_layout(image_size, cifar_stem=None, patch_net=False):
       raise UserError("Give image_size or cifar_stem: the stem is chosen by image size.")
     cifar_stem = image_size <= 64
   return StemLayout(cifar=cifar_stem, root_stride=1 if cifar_stem else 2,
-                    stage_strides=STAGE_STRIDES)
+                    stage_strides=_STAGE_STRIDES)
 
 
 def scaled(channels, width):

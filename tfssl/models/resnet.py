@@ -2,10 +2,11 @@
 
 Widths 64/128/256/512 per stage (x4 at the output of bottleneck blocks) times the width
 multiplier; Revisiting's `filters_factor` 4/8/12/16 is width 1/2/3/4. Stage strides
-1, 2, 2, 2 (1, 2, 2, 1 in `patch_net`, see layers.stem_layout). Bottleneck blocks put the stride on the 3x3 convolution, not on the first
-1x1 ("ResNet v1.5", as torchvision, TF official and Revisiting do): a strided 1x1 conv
-drops three quarters of its input. The published 25.6M parameters of ResNet-50 count
-this architecture (the placement does not change parameter counts).
+1, 2, 2, 2 (1, 2, 2, 1 in `patch_net`, see layers.stem_layout). Bottleneck blocks put
+the stride on the 3x3 convolution, not on the first 1x1 ("ResNet v1.5", as torchvision,
+TF official and Revisiting do): a strided 1x1 conv drops three quarters of its input. The
+published 25.6M parameters of ResNet-50 count this architecture (the placement does not
+change parameter counts).
 
 Taps follow Revisiting: `stem` after the root block, `blockN` the output of the last
 unit of stage N. In v2 the residual stream is unnormalised, so `default` is the global
@@ -92,8 +93,8 @@ def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None, patch
     x = ops.pad(x, 3, name="stem_pool_pad")
     x = ops.max_pool(x, 3, 2, padding="valid", name="stem_pool")
   taps = {"stem": x}
-  for stage, (num_blocks, base, stride) in enumerate(zip(blocks, _BASE_WIDTHS, layout.stage_strides),
-                                                     start=1):
+  stages = zip(blocks, _BASE_WIDTHS, layout.stage_strides)
+  for stage, (num_blocks, base, stride) in enumerate(stages, start=1):
     filters = layers_lib.scaled(base, width)
     for unit in range(1, num_blocks + 1):
       x = block_fn(ops, x, filters, stride if unit == 1 else 1, kind,
