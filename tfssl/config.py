@@ -27,6 +27,11 @@ def base_config():
   c.labels = "all"  # all | 1pct | 10pct | N | N_per_class | file:PATH
   c.seed = 0
   c.num_classes_override = 0  # 0: the dataset's number of classes
+  # Train on the labels of this file (python -m tfssl.label) instead of the dataset's.
+  c.pseudo_labels = ""
+  # Start from the weights of another run (its workdir or a checkpoint path): every layer
+  # this method shares with it by name, its Polyak averages where it kept them.
+  c.init_from = ""
 
   # Model.
   c.image_size = 0  # 0: the dataset's default training size
@@ -68,6 +73,10 @@ def base_config():
   c.weight_decay_mode = "l2"
   c.weight_decay_skip_bias_and_bn = True
   c.label_smoothing = 0.0
+  # Evaluate and export an exponential moving average of the weights (S4L's Polyak
+  # averaging: decay 0.5 ** (1 / steps), a half-life of polyak_half_life_epochs).
+  c.polyak_averaging = False
+  c.polyak_half_life_epochs = 1.0
 
   # Execution.
   c.precision = "float32"  # float32 | mixed_bfloat16

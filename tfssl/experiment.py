@@ -16,6 +16,7 @@ from tfssl import config as config_lib
 from tfssl import datasets
 from tfssl import methods
 from tfssl import models
+from tfssl import pseudo_labels as pseudo_labels_lib
 from tfssl.errors import UserError
 
 
@@ -30,6 +31,10 @@ class Experiment:
   num_labelled: int
   steps_per_epoch: int
   total_steps: int
+  # Labels of the train split's examples, in `source.labels_and_ids` order, that replace
+  # the dataset's (--pseudo_labels); None: the dataset's own.
+  pseudo_labels: Optional[np.ndarray] = None
+  init_checkpoint: Optional[str] = None  # --init_from resolved to a checkpoint path
 
   def new_method(self):
     return self.method_cls(self.config, self.num_classes, self.image_size)
@@ -53,6 +58,14 @@ def resolve(config):
         dataset_name=config.dataset, dataset_dir=config.dataset_dir or None)
     num_labelled = len(labelled_ids)
 
+  pseudo_labels = None
+  if config.pseudo_labels:
+    ids, _ = source.labels_and_ids(source.train_split)
+    pseudo_labels = pseudo_labels_lib.check_matches(
+        pseudo_labels_lib.read(config.pseudo_labels), config.pseudo_labels,
+        dataset=config.dataset, split=source.train_split, ids=ids, num_classes=num_classes)
+  init_checkpoint = find_checkpoint(config.init_from, "--init_from") if config.init_from else None
+
   if config.batch_size <= 0:
     raise UserError(f"batch_size must be positive, got {config.batch_size}.")
   steps_per_epoch = max(num_labelled // config.batch_size, 1)
@@ -65,7 +78,24 @@ def resolve(config):
   return Experiment(config=config, method_cls=method_cls, source=source,
                     num_classes=num_classes, image_size=image_size,
                     labelled_ids=labelled_ids, num_labelled=num_labelled,
-                    steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+                    steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                    pseudo_labels=pseudo_labels, init_checkpoint=init_checkpoint)
+
+
+def find_checkpoint(path, what):
+  """The newest checkpoint of a run: `path` is its workdir, its checkpoints dir or a
+  checkpoint prefix (WORKDIR/checkpoints/ckpt-1000)."""
+  if tf.io.gfile.exists(path + ".index"):
+    return path
+  for directory in (os.path.join(path, "checkpoints"), path):
+    if tf.io.gfile.isdir(directory):
+      latest = tf.train.latest_checkpoint(directory)
+      if latest:
+        return latest
+  state = "does not exist" if not tf.io.gfile.exists(path) else "holds no checkpoint"
+  raise UserError(f"{what} {path} {state}. Pass the workdir of a finished run (its "
+                  "checkpoints are in WORKDIR/checkpoints/) or a checkpoint path "
+                  "(WORKDIR/checkpoints/ckpt-STEP); train that run first if it is missing.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

@@ -76,3 +76,17 @@ def triplet_semi_hard(embeddings, labels, margin):
   pair_mask = tf.cast(tf.logical_and(positives, has_negative), tf.float32)
   num_pairs = tf.reduce_sum(pair_mask, axis=1)
   return tf.math.divide_no_nan(tf.reduce_sum(pair_loss * pair_mask, axis=1), num_pairs)
+
+
+def entropy_from_logits(logits):
+  """Per-example entropy H(softmax(logits)) in nats (entropy minimisation)."""
+  logits = tf.cast(logits, tf.float32)
+  return -tf.reduce_sum(tf.nn.softmax(logits) * tf.nn.log_softmax(logits), axis=-1)
+
+
+def kl_divergence_from_logits(p_logits, q_logits):
+  """Per-example KL[softmax(p_logits) || softmax(q_logits)]."""
+  p_logits = tf.cast(p_logits, tf.float32)
+  q_logits = tf.cast(q_logits, tf.float32)
+  log_p = tf.nn.log_softmax(p_logits)
+  return tf.reduce_sum(tf.exp(log_p) * (log_p - tf.nn.log_softmax(q_logits)), axis=-1)

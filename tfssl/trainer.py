@@ -23,10 +23,12 @@ from tfssl import cli
 from tfssl import config as config_lib
 from tfssl import datasets
 from tfssl import distribute
+from tfssl import ema as ema_lib
 from tfssl import experiment as experiment_lib
 from tfssl import export as export_lib
 from tfssl import methods
 from tfssl import optim
+from tfssl import pseudo_labels as pseudo_labels_lib
 from tfssl.errors import NonFiniteLossError, UserError
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -71,15 +73,21 @@ def make_train_dataset_fn(exp, method):
   def dataset_fn(input_context):
     per_replica = input_context.get_per_replica_batch_size(config.batch_size)
     common = dict(seed=config.seed, input_context=input_context)
+    train_preprocess = method.train_preprocess
+    if exp.pseudo_labels is not None:
+      relabel = pseudo_labels_lib.relabel_fn(
+          exp.source.labels_and_ids(exp.source.train_split)[0], exp.pseudo_labels)
+      train_preprocess = lambda features, seed: method.train_preprocess(relabel(features), seed)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(
           exp.source, sup_batch_size=per_replica,
-          unsup_batch_size=input_context.get_per_replica_batch_size(config.unsup_batch_size),
-          sup_preprocess_fn=method.train_preprocess,
+          unsup_batch_size=input_context.get_per_replica_batch_size(
+              methods.base.unsup_batch_size(config)),
+          sup_preprocess_fn=train_preprocess,
           unsup_preprocess_fn=method.unsup_preprocess,
           sup_ids=exp.labelled_ids, shuffle_buffer=config.shuffle_buffer, **common)
     return datasets.train_dataset(
-        exp.source, batch_size=per_replica, preprocess_fn=method.train_preprocess,
+        exp.source, batch_size=per_replica, preprocess_fn=train_preprocess,
         keep_ids=exp.labelled_ids, shuffle_buffer=config.shuffle_buffer,
         cache=config.cache_dataset, **common)
 
@@ -112,6 +120,9 @@ class Trainer:
     self.paths = workdir_paths(workdir)
     self.chief = distribute.is_chief(strategy)
     experiment_lib.check_batch_divides(self.config.batch_size, strategy.num_replicas_in_sync)
+    if exp.method_cls.input_mode == "two_streams":
+      experiment_lib.check_batch_divides(methods.base.unsup_batch_size(self.config),
+                                         strategy.num_replicas_in_sync, "unsup_batch_size")
 
     _set_precision(self.config)
     # The same seed gives the same initial weights: a `train_epochs=0` run is exactly the
@@ -131,7 +142,9 @@ class Trainer:
       self.schedule = schedule
       self.optimizer = optim.build_optimizer(self.config, schedule)
       self.optimizer.build(self.method.trainable_variables)
-      self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **self.method.trackables())
+      self.ema = make_weight_average(self.method, exp)
+      state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
+      self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **state)
     self.history = []  # (step, metrics) after every host loop of this process
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
@@ -144,6 +157,8 @@ class Trainer:
   def restore(self):
     latest = self.manager.latest_checkpoint
     if not latest:
+      if self.exp.init_checkpoint:
+        initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
       return 0
     try:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -156,10 +171,12 @@ class Trainer:
     return self.step
 
   def _train_loop_fn(self):
-    strategy, method, optimizer = self.strategy, self.method, self.optimizer
+    strategy, method, optimizer, ema = self.strategy, self.method, self.optimizer, self.ema
 
     def one_step(iterator):
       per_replica = strategy.run(method.train_step, args=(next(iterator), optimizer))
+      if ema:
+        ema.update()
       return {k: strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
 
     @tf.function
@@ -191,7 +208,12 @@ class Trainer:
                 labels=self.config.labels, image_size=self.exp.image_size,
                 num_classes=self.exp.num_classes, step=self.step,
                 config=self.config.to_dict())
-    export_lib.export_hub_module(self.method, export_dir, info)
+    if self.ema:
+      info["polyak_averaging"] = True
+      with self.ema.applied():
+        export_lib.export_hub_module(self.method, export_dir, info)
+    else:
+      export_lib.export_hub_module(self.method, export_dir, info)
     logging.info("Exported hub module to %s", export_dir)
     return export_dir
 
@@ -265,6 +287,46 @@ class Trainer:
     return metrics
 
 
+def make_weight_average(method, exp):
+  """The Polyak average of `method`'s trainable weights if the config asks for one."""
+  if not exp.config.polyak_averaging:
+    return None
+  decay = ema_lib.half_life_decay(exp.steps_per_epoch, exp.config.polyak_half_life_epochs)
+  return ema_lib.WeightAverage(method.trainable_variables, decay)
+
+
+def _saved_objects(checkpoint_path):
+  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...)."""
+  keys = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  return {key.split("/", 1)[0] for key in keys}
+
+
+def initialize_from(method, checkpoint_path, strategy):
+  """Loads every trackable of `method` that `checkpoint_path` also holds (by name), then,
+  if that run kept Polyak averages, its averaged weights (what it evaluated and exported)."""
+  saved = _saved_objects(checkpoint_path)
+  trackables = {name: obj for name, obj in method.trackables().items() if name in saved}
+  if "backbone" not in trackables:
+    raise UserError(f"--init_from checkpoint {checkpoint_path} holds no backbone (it has "
+                    f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
+  try:
+    tf.train.Checkpoint(**trackables).restore(checkpoint_path).expect_partial() \
+        .assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise UserError(
+        f"--init_from checkpoint {checkpoint_path} is of another architecture than this "
+        f"run's {method.config.model} x{method.config.model_width} ({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0][:300]}). Use the same --model and model_width as the run "
+        "you start from.") from e
+  if "ema" in saved:
+    with strategy.scope():
+      averages = ema_lib.WeightAverage(method.trainable_variables, decay=0.0)
+    tf.train.Checkpoint(ema=averages).restore(checkpoint_path).expect_partial()
+    averages.copy_to_variables()
+  logging.info("Initialised %s from %s%s.", ", ".join(sorted(trackables)), checkpoint_path,
+               " (Polyak-averaged weights)" if "ema" in saved else "")
+
+
 def _format_seconds(seconds):
   seconds = int(seconds)
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
@@ -312,7 +374,9 @@ class Evaluator:
     with strategy.scope():
       self.method = exp.new_method()
       self.method.build()
-      self.checkpoint = tf.train.Checkpoint(**self.method.trackables())
+      self.ema = make_weight_average(self.method, exp)
+      state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
+      self.checkpoint = tf.train.Checkpoint(**state)
 
     def dataset_fn(input_context):
       return datasets.eval_dataset(
@@ -331,6 +395,8 @@ class Evaluator:
 
   def evaluate(self, checkpoint_path):
     self.checkpoint.restore(checkpoint_path).expect_partial()
+    if self.ema:  # S4L evaluates the Polyak average
+      self.ema.copy_to_variables()
     totals = {}
     for batch in self.dataset:
       for k, v in self.eval_step(batch).items():
@@ -390,6 +456,8 @@ def define_flags():
   flags.DEFINE_string("dataset_dir", None, "Dataset files (TFDS data dir, TFRecords, binaries).")
   flags.DEFINE_string("labels", None, "all | 1pct | 10pct | N | N_per_class | file:PATH.")
   flags.DEFINE_string("workdir", None, "Run directory (local or gs://).")
+  flags.DEFINE_string("pseudo_labels", None, "Train on this file's labels (python -m tfssl.label).")
+  flags.DEFINE_string("init_from", None, "Start from this run's weights (workdir or checkpoint).")
   flags.DEFINE_string("tpu", "", "TPU: 'local' on a TPU VM, or a TPU name.")
   flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES, "tf.distribute strategy.")
   flags.DEFINE_bool("run_eval", False, "Follow the workdir's checkpoints and evaluate each.")
@@ -399,7 +467,8 @@ def config_from_flags(overrides):
   method_cls = methods.get_method(FLAGS.method)
   return config_lib.build_config(
       method_cls, overrides, method=FLAGS.method, model=FLAGS.model, dataset=FLAGS.dataset,
-      dataset_dir=FLAGS.dataset_dir, labels=FLAGS.labels)
+      dataset_dir=FLAGS.dataset_dir, labels=FLAGS.labels, pseudo_labels=FLAGS.pseudo_labels,
+      init_from=FLAGS.init_from)
 
 
 def main(argv, overrides):

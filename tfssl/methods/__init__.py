@@ -7,5 +7,9 @@ from tfssl.methods import rotation  # noqa: F401
 from tfssl.methods import exemplar  # noqa: F401
 from tfssl.methods import jigsaw  # noqa: F401
 from tfssl.methods import relative_patch_location  # noqa: F401
+from tfssl.methods import s4l  # noqa: F401
+from tfssl.methods import vat  # noqa: F401
+from tfssl.methods import moam  # noqa: F401
+from tfssl.methods import pseudo_label  # noqa: F401
 
 __all__ = ["METHODS", "Method", "get_method"]

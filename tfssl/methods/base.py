@@ -32,6 +32,11 @@ def global_mean(per_example, global_batch_size):
   return tf.reduce_sum(tf.cast(per_example, tf.float32)) / tf.cast(global_batch_size, tf.float32)
 
 
+def unsup_batch_size(config):
+  """Global batch of a two-stream method's unlabelled stream (0 in the config: batch_size)."""
+  return config.get("unsup_batch_size") or config.batch_size
+
+
 def top_k_correct(logits, labels, k):
   """1.0 where the label is among the k largest logits."""
   k = min(k, logits.shape[-1])

@@ -4,6 +4,8 @@ Every model returns float32 `default` (pre-logits, globally pooled) plus taps of
 intermediate feature maps (`stem`, `block1`...). Heads belong to the methods.
 """
 
+import contextlib
+
 import keras
 
 from tfssl.errors import UserError
@@ -52,6 +54,27 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
                             name_prefix=name_prefix)
   return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,
                  patch_net=patch_net, zero_init_residual=zero_init_residual)
+
+
+@contextlib.contextmanager
+def batch_norm_statistics_frozen(model):
+  """Calls of `model` traced inside the block normalise with their batch's statistics
+  (training mode) but leave the moving averages unchanged.
+
+  VAT's forward passes on perturbed images must not move the statistics used at test
+  time; S4L set the BN decay to 1 for them, and so does this (momentum is read when a
+  call is traced, so the block must enclose the call, not just its execution).
+  """
+  norms = [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+           if isinstance(layer, keras.layers.BatchNormalization)]
+  momenta = [layer.momentum for layer in norms]
+  for layer in norms:
+    layer.momentum = 1.0
+  try:
+    yield
+  finally:
+    for layer, momentum in zip(norms, momenta):
+      layer.momentum = momentum
 
 
 def forward_multiply_adds(model):

@@ -4,13 +4,14 @@ from tfssl.preprocess.ops import (PREPROCESS, decode_image, eval_crop, inception
                                   random_flip, resize, resize_center_crop, split_seed, to_float,
                                   value_range)
 from tfssl.preprocess.photometric import (color_distortion, color_jitter, gaussian_blur,
-                                          grayscale, inception_color, random_grayscale)
+                                          grayscale, hsv_noise, inception_color,
+                                          random_grayscale)
 from tfssl.preprocess.recipes import inception_train, simclr_train, supervised_train
 from tfssl.preprocess import patches  # pylint: disable=g-bad-import-order
 from tfssl.preprocess.pipeline import parse  # pylint: disable=g-bad-import-order
 
 __all__ = ["PREPROCESS", "color_distortion", "color_jitter", "decode_image", "eval_crop",
-           "gaussian_blur", "grayscale", "inception_color", "inception_crop",
+           "gaussian_blur", "grayscale", "hsv_noise", "inception_color", "inception_crop",
            "inception_train", "parse", "patches", "random_flip", "random_grayscale", "resize",
            "resize_center_crop", "simclr_train", "split_seed", "supervised_train", "to_float",
            "value_range"]

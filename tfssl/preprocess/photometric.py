@@ -31,6 +31,25 @@ def random_grayscale(image, seed, p=0.2):
   return tf.cond(uniform(seed) < p, lambda: grayscale(image), lambda: image)
 
 
+@PREPROCESS.register("hsv_noise")
+def hsv_noise(image, seed, sv_pow=(-2.0, 2.0), sv_mul=(-0.5, 0.5), sv_add=(-0.1, 0.1),
+              h_add=(-0.1, 0.1)):
+  """Exemplar's HSV noise (Dosovitskiy et al.; S4L's `hsvnoise` with its defaults).
+
+  Hue is shifted cyclically by U(h_add); saturation and value each (independently)
+  become 2**U(sv_mul) * x ** (2**U(sv_pow)) + U(sv_add), then everything is clipped to
+  [0, 1] in HSV.
+  """
+  h_seed, pow_seed, mul_seed, add_seed = split_seed(seed, 4)
+  two_values = lambda s, limits: tf.random.stateless_uniform([2], s, *limits)
+  hsv = tf.image.rgb_to_hsv(tf.clip_by_value(image, 0.0, 1.0))
+  hue, sat_val = hsv[..., :1], hsv[..., 1:]
+  hue = tf.math.floormod(1.0 + hue + uniform(h_seed, *h_add), 1.0)
+  sat_val = (sat_val ** (2.0 ** two_values(pow_seed, sv_pow)) * 2.0 ** two_values(mul_seed, sv_mul)
+             + two_values(add_seed, sv_add))
+  return tf.image.hsv_to_rgb(tf.clip_by_value(tf.concat([hue, sat_val], -1), 0.0, 1.0))
+
+
 def _factor(seed, delta):
   return uniform(seed, max(0.0, 1.0 - delta), 1.0 + delta)
 
