@@ -394,7 +394,8 @@ class Evaluator:
     self.eval_step = eval_step
 
   def evaluate(self, checkpoint_path):
-    self.checkpoint.restore(checkpoint_path).expect_partial()
+    # Every object of the method (and every Polyak average) must get its saved value.
+    self.checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
     if self.ema:  # S4L evaluates the Polyak average
       self.ema.copy_to_variables()
     totals = {}

@@ -204,8 +204,10 @@ class ClassifierHead(keras.layers.Layer):
 
   def __init__(self, num_classes, zero_init=False, **kwargs):
     super().__init__(**kwargs)
+    # An explicit name keeps variable paths (head/dense/kernel) the same in every process
+    # and method, which Polyak averages and --init_from match by.
     self.dense = keras.layers.Dense(
-        num_classes, dtype="float32",
+        num_classes, dtype="float32", name="dense",
         kernel_initializer="zeros" if zero_init else "glorot_uniform")
 
   def build(self, input_shape):
