@@ -15,6 +15,7 @@ is comparable on a shared, noisy machine.
 Two rates per method:
   images/s  source images: the global batch_size, plus unsup_batch_size for two-stream
             methods.
+`pseudo_label` is timed on a pseudo-label file holding the dataset's own labels.
   inputs/s  network inputs: the rows (leading dimension) of every tensor the step feeds
             `method.backbone`: rotations, crops, views, patches. They are counted once per
             method, by running its `compute_loss` on the batch while the backbone records
@@ -38,7 +39,9 @@ from absl import logging  # noqa: E402
 
 from tfssl import config as config_lib  # noqa: E402
 from tfssl import experiment  # noqa: E402
+from tfssl import datasets  # noqa: E402
 from tfssl import methods  # noqa: E402
+from tfssl import pseudo_labels  # noqa: E402
 from tfssl import trainer  # noqa: E402
 
 BASELINE = "supervised"
@@ -55,7 +58,19 @@ def make_config(method, args, image_size=None):
   return config_lib.build_config(
       method_cls, overrides, method=method, model=args.model, dataset=args.dataset,
       model_width=args.width, image_size=image_size or args.image_size,
-      batch_size=args.batch_size)
+      batch_size=args.batch_size,
+      pseudo_labels=true_labels_file(args) if method == "pseudo_label" else None)
+
+
+def true_labels_file(args):
+  """A pseudo-label file that gives every training image its own label (made once)."""
+  path = os.path.join(tempfile.gettempdir(), f"tfssl_bench_true_labels_{args.dataset}.json")
+  if not os.path.exists(path):
+    source = datasets.get_source(args.dataset)
+    ids, labels = source.labels_and_ids(source.train_split)
+    pseudo_labels.write(path, ids=ids, labels=labels, dataset=args.dataset,
+                        split=source.train_split, num_classes=source.num_classes)
+  return path
 
 
 def runnable_methods(args):
@@ -128,7 +143,7 @@ class StepRunner:
     self.loop = self.trainer._train_loop_fn()  # pylint: disable=protected-access
     self.images_per_step = config.batch_size
     if method.input_mode == "two_streams":
-      self.images_per_step += config.unsup_batch_size
+      self.images_per_step += methods.base.unsup_batch_size(config)
     self.inputs_per_step = backbone_inputs_per_step(method, strategy, next(self.iterator))
     self.backbone_image_size = method.backbone_image_size
     self.nonfinite_loss = False

@@ -11,6 +11,8 @@ averages the logits over 5 crops x 4 rotations first, as S4L's MOAM step 2 does;
 subset and its seed default to the module's own (module_info.json).
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 from absl import flags
@@ -30,13 +32,18 @@ _CROP_FRACTION = 0.875
 
 
 def five_crops(image, size):
-  """The 4 corner and the centre size x size crops of the image resized to size / 0.875
-  (S4L resizes to 256 and crops 224)."""
-  side = int(round(size / _CROP_FRACTION))
-  image = pp.resize(image, side)
-  last = side - size
-  corners = [(0, 0), (0, last), (last, 0), (last, last), (last // 2, last // 2)]
-  return tf.stack([image[y:y + size, x:x + size] for y, x in corners])
+  """The 4 corner and the centre size x size crops of the image with its short side
+  resized to size / 0.875, aspect kept (S4L: resize_small(256), then 224 crops)."""
+  image = pp.decode_image(image)
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = round(size / _CROP_FRACTION) / tf.reduce_min(shape)
+  height, width = tf.unstack(tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size))
+  image = tf.image.resize(image, [height, width], method="bilinear")
+  bottom, right = height - size, width - size
+  corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+  crops = tf.stack([tf.image.crop_to_bounding_box(image, y, x, size, size)
+                    for y, x in corners])
+  return tf.ensure_shape(crops, [5, size, size, 3])
 
 
 def _views_fn(average_over, size):
@@ -98,6 +105,9 @@ def label(hub_module, out, *, dataset=None, dataset_dir=None, labels=None, seed=
   labels = labels or (task.info.get("labels") if same_dataset else None) or "all"
   seed = seed if seed is not None else module_config.get("seed", 0)
 
+  out_dir = os.path.dirname(out)
+  if out_dir:
+    tf.io.gfile.makedirs(out_dir)  # before the long pass over the data, not after it
   ids, predicted, true = predict_train_split(task, average_over, batch_size)
   kept = 0
   if keep_true_labels and labels != "all":
