@@ -341,6 +341,9 @@ def test_moam_three_steps_chain(tmp_path):
   averaged = {path: a.numpy() for path, a in run1.ema.averages.items()}
   for variable in start.method.trainable_variables:
     np.testing.assert_allclose(variable.numpy(), averaged[variable.path], rtol=1e-6)
+    # Step 2's own average starts there too, not at its random initialisation.
+    np.testing.assert_allclose(start.ema.averages[variable.path].numpy(),
+                               averaged[variable.path], rtol=1e-6)
 
   trainer.train(step2_config, step2)
   run3 = trainer.train(tiny_config("supervised", "labels=10pct", "train_steps=2",

@@ -44,6 +44,11 @@ class WeightAverage(tf.Module):
                for path, average in self.averages.items()]
     return tf.group(updates)
 
+  def reset(self):
+    """Every average <- its variable (after weights were loaded from elsewhere)."""
+    for path, average in self.averages.items():
+      average.assign(tf.cast(self._variables[path], average.dtype))
+
   def copy_to_variables(self):
     for path, average in self.averages.items():
       self._variables[path].assign(tf.convert_to_tensor(average))

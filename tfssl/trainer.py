@@ -159,6 +159,8 @@ class Trainer:
     if not latest:
       if self.exp.init_checkpoint:
         initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
+        if self.ema:  # the average starts at the starting weights, not the random ones
+          self.ema.reset()
       return 0
     try:
       self.checkpoint.restore(latest).assert_existing_objects_matched()

@@ -20,13 +20,15 @@
 # Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
 #
 # Usage: bash config/moam/cifar10_step1.sh --workdir=/tmp/moam1_cifar10 [--dataset_dir=DIR]
+# vat_xi=1e-2, not S4L's 1e-6: a 1e-6 finite-difference step is below float32's resolution
+# on the pixels (at 224 px no pixel changes), see tfssl/methods/vat.py.
 set -euo pipefail
 python -m tfssl.trainer \
   --method=moam --model=wide_resnet28_2 --dataset=cifar10 --labels=4000 \
   --config.model_width=1 --config.batch_size=64 --config.unsup_batch_size=64 \
   --config.eval_batch_size=500 --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.sup_weight=0.3 --config.vat_weight=0.3 --config.entmin_weight=0.3 \
-  --config.vat_epsilon=4.57 --config.vat_xi=1e-6 --config.vat_power_iterations=1 \
+  --config.vat_epsilon=4.57 --config.vat_xi=1e-2 --config.vat_power_iterations=1 \
   --config.polyak_averaging=true --config.polyak_half_life_epochs=8 \
   --config.crop_area_min=0.25 \
   --config.learning_rate=0.03 --config.lr_scaling=none \

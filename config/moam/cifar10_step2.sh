@@ -20,6 +20,8 @@
 #            --workdir=/tmp/moam2_cifar10 [--dataset_dir=DIR]
 # The labels go to $STEP1/pseudo_labels_crops_rotations.json; set LABELS=FILE to train on an
 # existing file instead (e.g. when resuming), skipping the labelling.
+# vat_xi=1e-2, not S4L's 1e-6: a 1e-6 finite-difference step is below float32's resolution
+# on the pixels (at 224 px no pixel changes), see tfssl/methods/vat.py.
 set -euo pipefail
 : "${STEP1:?set STEP1=the workdir of config/moam/cifar10_step1.sh}"
 if [[ -z "${LABELS:-}" ]]; then
@@ -34,7 +36,7 @@ python -m tfssl.trainer \
   --config.model_width=1 --config.batch_size=64 --config.unsup_batch_size=64 \
   --config.eval_batch_size=500 --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.sup_weight=0.3 --config.vat_weight=0.3 --config.entmin_weight=0.3 \
-  --config.vat_epsilon=4.57 --config.vat_xi=1e-6 --config.vat_power_iterations=1 \
+  --config.vat_epsilon=4.57 --config.vat_xi=1e-2 --config.vat_power_iterations=1 \
   --config.polyak_averaging=true --config.polyak_half_life_epochs=6 \
   --config.crop_area_min=0.25 \
   --config.learning_rate=0.03 --config.lr_scaling=none \

@@ -23,6 +23,8 @@
 #
 # Usage: bash config/moam/step1.sh --workdir=gs://BUCKET/moam1 \
 #            --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
+# vat_xi=1e-2, not S4L's 1e-6: a 1e-6 finite-difference step is below float32's resolution
+# on the pixels (at 224 px no pixel changes), see tfssl/methods/vat.py.
 set -euo pipefail
 python -m tfssl.trainer \
   --method=moam --model=resnet50_v2 --dataset=imagenet --labels=10pct \
@@ -30,7 +32,7 @@ python -m tfssl.trainer \
   --config.eval_batch_size=1024 --config.sync_bn=true \
   --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.sup_weight=0.3 --config.vat_weight=0.3 --config.entmin_weight=0.3 \
-  --config.vat_epsilon=32.0 --config.vat_xi=1e-6 --config.vat_power_iterations=1 \
+  --config.vat_epsilon=32.0 --config.vat_xi=1e-2 --config.vat_power_iterations=1 \
   --config.polyak_averaging=true --config.polyak_half_life_epochs=1.0 \
   --config.crop_area_min=0.05 \
   --config.learning_rate=0.2 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

@@ -22,6 +22,8 @@
 #            --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
 # The labels go to $STEP1/pseudo_labels_crops_rotations.json; set LABELS=FILE to train on an
 # existing file instead (e.g. when resuming), skipping the labelling.
+# vat_xi=1e-2, not S4L's 1e-6: a 1e-6 finite-difference step is below float32's resolution
+# on the pixels (at 224 px no pixel changes), see tfssl/methods/vat.py.
 set -euo pipefail
 : "${STEP1:?set STEP1=the workdir of config/moam/step1.sh}"
 if [[ -z "${LABELS:-}" ]]; then
@@ -37,7 +39,7 @@ python -m tfssl.trainer \
   --config.eval_batch_size=1024 --config.sync_bn=true \
   --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
   --config.sup_weight=0.3 --config.vat_weight=0.3 --config.entmin_weight=0.3 \
-  --config.vat_epsilon=32.0 --config.vat_xi=1e-6 --config.vat_power_iterations=1 \
+  --config.vat_epsilon=32.0 --config.vat_xi=1e-2 --config.vat_power_iterations=1 \
   --config.polyak_averaging=true --config.polyak_half_life_epochs=1.0 \
   --config.crop_area_min=0.05 \
   --config.learning_rate=0.2 --config.lr_scaling=linear --config.lr_base_batch_size=256 \

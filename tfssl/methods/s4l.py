@@ -59,13 +59,14 @@ class S4LRotation(SemiSupervised):
 
   def rotation_loss(self, streams):
     """(mean of the two streams' rotation CE shares, rotation top-1 share on unlabelled)."""
-    shares = []
-    for stream, count in (("sup", self.config.batch_size), ("unsup", self.unsup_batch_size)):
-      logits = self.rotation_head(streams[f"{stream}_features"])
-      rotations = streams[f"{stream}_rotations"]
-      shares.append(global_mean(losses.softmax_cross_entropy(logits, rotations, NUM_ROTATIONS),
-                                count * NUM_ROTATIONS))
-    top1 = global_mean(top_k_correct(logits, streams["unsup_rotations"], 1),
+    logits = {stream: self.rotation_head(streams[f"{stream}_features"])
+              for stream in ("sup", "unsup")}
+    shares = [global_mean(losses.softmax_cross_entropy(logits[stream],
+                                                       streams[f"{stream}_rotations"],
+                                                       NUM_ROTATIONS), count * NUM_ROTATIONS)
+              for stream, count in (("sup", self.config.batch_size),
+                                    ("unsup", self.unsup_batch_size))]
+    top1 = global_mean(top_k_correct(logits["unsup"], streams["unsup_rotations"], 1),
                        self.unsup_batch_size * NUM_ROTATIONS)
     return 0.5 * (shares[0] + shares[1]), top1
 
