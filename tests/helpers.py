@@ -6,7 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl import config as config_lib
+from tfssl import experiment
 from tfssl import methods
+from tfssl import trainer
 
 TINY = ["model_width=0.0625", "image_size=16", "batch_size=32", "eval_batch_size=64",
         "steps_per_loop=5", "checkpoint_every_steps=10", "warmup_epochs=0",
@@ -49,3 +51,19 @@ def check_name_prefix_separates_two_backbones(build_model, prefix):
   images = tf.random.uniform([2, 16, 16, 3])
   np.testing.assert_allclose(online(images)["default"], target(images)["default"], rtol=1e-5)
   return target
+
+
+def fixed_batch_losses(config, strategy, steps):
+  """Losses of `steps` updates on one fixed batch of the real input pipeline."""
+  exp = experiment.resolve(config)
+  run = trainer.Trainer(exp, "/tmp/unused", strategy)
+  dataset = strategy.distribute_datasets_from_function(
+      trainer.make_train_dataset_fn(exp, run.method))
+  batch = next(iter(dataset))
+
+  @tf.function
+  def step():
+    metrics = strategy.run(run.method.train_step, args=(batch, run.optimizer))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
+
+  return [float(step()) for _ in range(steps)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import tiny_config
+from tests.helpers import fixed_batch_losses, tiny_config
 from tfssl import experiment
 from tfssl import trainer
 from tfssl.errors import UserError
@@ -114,34 +114,19 @@ def test_relative_patch_location_pairs_are_the_eight_neighbours_of_the_centre():
 # --- steps ----------------------------------------------------------------------
 
 
-def _fixed_batch_losses(config, strategy, steps):
-  """Losses of `steps` updates on one fixed batch of the real input pipeline."""
-  exp = experiment.resolve(config)
-  run = trainer.Trainer(exp, "/tmp/unused", strategy)
-  dataset = strategy.distribute_datasets_from_function(trainer.make_train_dataset_fn(exp, run.method))
-  batch = next(iter(dataset))
-
-  @tf.function
-  def step():
-    metrics = strategy.run(run.method.train_step, args=(batch, run.optimizer))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
-
-  return [float(step()) for _ in range(steps)]
-
-
 @pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
 def test_step_compiles_with_xla_and_loss_falls_on_a_fixed_batch(method):
   # Without the head's dropout the loss of one fixed batch falls monotonically enough.
   no_dropout = ["head_dropout=0.0"] if method in ("jigsaw", "relative_patch_location") else []
   config = _config(method, "jit_compile=true", "learning_rate=0.05", *no_dropout)
-  losses = _fixed_batch_losses(config, tf.distribute.get_strategy(), steps=8)
+  losses = fixed_batch_losses(config, tf.distribute.get_strategy(), steps=8)
   assert all(np.isfinite(losses))
   assert losses[-1] < losses[0], losses
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
 def test_step_runs_on_two_replicas(method, two_replica_strategy):
-  losses = _fixed_batch_losses(_config(method, "jit_compile=true"), two_replica_strategy, 2)
+  losses = fixed_batch_losses(_config(method, "jit_compile=true"), two_replica_strategy, 2)
   assert all(np.isfinite(losses))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import tiny_config
+from tests.helpers import fixed_batch_losses, tiny_config
 from tfssl import ema
 from tfssl import experiment
 from tfssl import label
@@ -174,32 +174,17 @@ def test_polyak_run_exports_and_evaluates_the_averaged_weights(tmp_path):
 # --- steps ---------------------------------------------------------------------------
 
 
-def _fixed_batch_losses(config, strategy, steps):
-  exp = experiment.resolve(config)
-  run = trainer.Trainer(exp, "/tmp/unused", strategy)
-  dataset = strategy.distribute_datasets_from_function(
-      trainer.make_train_dataset_fn(exp, run.method))
-  batch = next(iter(dataset))
-
-  @tf.function
-  def step():
-    metrics = strategy.run(run.method.train_step, args=(batch, run.optimizer))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, metrics["loss"], axis=None)
-
-  return [float(step()) for _ in range(steps)]
-
-
 @pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
 def test_step_compiles_with_xla_and_loss_falls_on_a_fixed_batch(method, labels_file):
   config = _config(method, labels_file, "jit_compile=true", "learning_rate=0.05")
-  step_losses = _fixed_batch_losses(config, tf.distribute.get_strategy(), steps=6)
+  step_losses = fixed_batch_losses(config, tf.distribute.get_strategy(), steps=6)
   assert all(np.isfinite(step_losses))
   assert step_losses[-1] < step_losses[0], step_losses
 
 
 @pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
 def test_step_runs_on_two_replicas(method, labels_file, two_replica_strategy):
-  step_losses = _fixed_batch_losses(_config(method, labels_file, "jit_compile=true"),
+  step_losses = fixed_batch_losses(_config(method, labels_file, "jit_compile=true"),
                                     two_replica_strategy, 2)
   assert all(np.isfinite(step_losses))
 

@@ -199,6 +199,24 @@ class Method:
     }
 
 
+class WithClassifier:
+  """Mixin for methods with a linear classifier `head` on the pre-logits, exported as
+  `logits` (list it before `Method` among the bases)."""
+
+  def build(self):
+    super().build()
+    self.head = ClassifierHead(self.num_classes, name="head")
+    self.head.build((None, self.feature_dim))
+
+  def trackables(self):
+    return dict(super().trackables(), head=self.head)
+
+  def representations(self, images, training=False):
+    reps = super().representations(images, training=training)
+    reps["logits"] = self.head(reps["default"])
+    return reps
+
+
 class ClassifierHead(keras.layers.Layer):
   """Linear classifier on pre-logits features, computed in float32."""
 

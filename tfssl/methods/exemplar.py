@@ -22,6 +22,12 @@ TRIPLET_LOSSES = {"batch_hard": losses.triplet_batch_hard,
                   "semi_hard": losses.triplet_semi_hard}
 
 
+def check_exemplar_copies(config, paper):
+  if config.exemplar_copies < 2:
+    raise UserError(f"exemplar_copies={config.exemplar_copies}: a triplet needs at least 2 "
+                    f"copies of each image ({paper} uses 8).")
+
+
 @METHODS.register("exemplar")
 class Exemplar(Method):
   """Backbone + linear embedding head trained with a triplet loss over augmented copies."""
@@ -44,9 +50,7 @@ class Exemplar(Method):
     if config.triplet_mining not in TRIPLET_LOSSES:
       raise UserError(f"Unknown triplet_mining '{config.triplet_mining}'. "
                       f"Known: {', '.join(TRIPLET_LOSSES)}.")
-    if config.exemplar_copies < 2:
-      raise UserError(f"exemplar_copies={config.exemplar_copies}: a triplet needs at least 2 "
-                      "copies of each image (the paper uses 8).")
+    check_exemplar_copies(config, paper="the paper")
 
   def build(self):
     super().build()

@@ -29,13 +29,8 @@ def rotate_batch(images):
   return tf.concat(rotated, axis=0), labels
 
 
-@METHODS.register("rotation")
-class Rotation(Method):
-  """Backbone + 4-way rotation classifier; exports the backbone's representations."""
-
-  @classmethod
-  def default_config(cls):
-    return {"crop_area_min": 0.05}  # slim inception_preprocessing, as the original
+class WithRotationHead:
+  """Mixin: a linear 4-way rotation classifier `rotation_head` on the pre-logits."""
 
   def build(self):
     super().build()
@@ -44,6 +39,15 @@ class Rotation(Method):
 
   def trackables(self):
     return dict(super().trackables(), rotation_head=self.rotation_head)
+
+
+@METHODS.register("rotation")
+class Rotation(WithRotationHead, Method):
+  """Backbone + 4-way rotation classifier; exports the backbone's representations."""
+
+  @classmethod
+  def default_config(cls):
+    return {"crop_area_min": 0.05}  # slim inception_preprocessing, as the original
 
   def train_preprocess(self, features, seed):
     return {"image": pp.inception_train(features["image"], seed, self.image_size,

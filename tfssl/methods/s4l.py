@@ -18,28 +18,20 @@ import tensorflow as tf
 
 from tfssl import losses
 from tfssl import preprocess as pp
-from tfssl.errors import UserError
-from tfssl.methods.base import METHODS, ClassifierHead, global_mean, top_k_correct
-from tfssl.methods.rotation import NUM_ROTATIONS, rotate_batch
+from tfssl.methods.base import METHODS, global_mean, top_k_correct
+from tfssl.methods.exemplar import check_exemplar_copies
+from tfssl.methods.rotation import NUM_ROTATIONS, WithRotationHead, rotate_batch
 from tfssl.methods.semi_supervised import SemiSupervised
 
 
 @METHODS.register("s4l_rotation")
-class S4LRotation(SemiSupervised):
+class S4LRotation(WithRotationHead, SemiSupervised):
   """Class head + rotation head on one backbone; evaluates unrotated and 4-rotation
   averaged class predictions (S4L reports both)."""
 
   @classmethod
   def default_config(cls):
     return dict(super().default_config(), rotation_loss_weight=1.0)
-
-  def build(self):
-    super().build()
-    self.rotation_head = ClassifierHead(NUM_ROTATIONS, name="rotation_head")
-    self.rotation_head.build((None, self.feature_dim))
-
-  def trackables(self):
-    return dict(super().trackables(), rotation_head=self.rotation_head)
 
   def rotated_streams(self, batch, training):
     """All rotations of both streams through one backbone pass: a dict of their features,
@@ -106,9 +98,7 @@ class S4LExemplar(SemiSupervised):
   @classmethod
   def check_config(cls, config, image_size):
     super().check_config(config, image_size)
-    if config.exemplar_copies < 2:
-      raise UserError(f"exemplar_copies={config.exemplar_copies}: a triplet needs at least 2 "
-                      "copies of each image (S4L uses 8).")
+    check_exemplar_copies(config, paper="S4L")
 
   def build(self):
     super().build()

@@ -13,11 +13,11 @@ from tfssl import losses
 from tfssl import models
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
-from tfssl.methods.base import ClassifierHead, Method, global_mean, top_k_correct
+from tfssl.methods.base import Method, WithClassifier, global_mean, top_k_correct
 from tfssl.methods.base import unsup_batch_size
 
 
-class SemiSupervised(Method):
+class SemiSupervised(WithClassifier, Method):
   """Two streams, one joint backbone pass, a class head; subclasses add their losses."""
 
   input_mode = "two_streams"
@@ -39,19 +39,6 @@ class SemiSupervised(Method):
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)
     self.unsup_batch_size = unsup_batch_size(config)
-
-  def build(self):
-    super().build()
-    self.head = ClassifierHead(self.num_classes, name="head")
-    self.head.build((None, self.feature_dim))
-
-  def trackables(self):
-    return dict(super().trackables(), head=self.head)
-
-  def representations(self, images, training=False):
-    reps = super().representations(images, training=training)
-    reps["logits"] = self.head(reps["default"])
-    return reps
 
   def train_preprocess(self, features, seed):
     image = pp.supervised_train(features["image"], seed, self.image_size,

@@ -1,25 +1,12 @@
 """Supervised baseline: cross-entropy on the labelled images ("Supervised 1%/10%" of S4L)."""
 
 from tfssl import losses
-from tfssl.methods.base import METHODS, ClassifierHead, Method, global_mean, top_k_correct
+from tfssl.methods.base import METHODS, Method, WithClassifier, global_mean, top_k_correct
 
 
 @METHODS.register("supervised")
-class Supervised(Method):
+class Supervised(WithClassifier, Method):
   """Backbone + linear classifier trained with (optionally smoothed) cross-entropy."""
-
-  def build(self):
-    super().build()
-    self.head = ClassifierHead(self.num_classes, name="head")
-    self.head.build((None, self.feature_dim))
-
-  def trackables(self):
-    return dict(super().trackables(), head=self.head)
-
-  def representations(self, images, training=False):
-    reps = super().representations(images, training=training)
-    reps["logits"] = self.head(reps["default"])
-    return reps
 
   def compute_loss(self, batch, training=True):
     logits = self.representations(batch["image"], training=training)["logits"]
