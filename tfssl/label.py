@@ -28,6 +28,8 @@ from tfssl.errors import UserError
 from tfssl.methods.rotation import rotate_batch
 
 AVERAGE_OVER = ("none", "rotations", "crops_rotations")
+# Methods whose classifier is trained on all four rotations of an image.
+ROTATION_TRAINED = ("s4l_rotation", "moam")
 _CROP_FRACTION = 0.875
 
 
@@ -100,6 +102,11 @@ def label(hub_module, out, *, dataset=None, dataset_dir=None, labels=None, seed=
     raise UserError(f"Module {module_dir} classifies {num_classes} classes but dataset "
                     f"'{task.dataset_name}' has {task.source.num_classes}. Label the dataset "
                     "the module was trained on.")
+  if average_over != "none" and task.info.get("method") not in ROTATION_TRAINED:
+    logging.warning("--average_over=%s averages predictions over rotated images, but module "
+                    "%s was trained by '%s', which never saw rotated images: its labels will "
+                    "be poor. Use --average_over=none for it.", average_over, module_dir,
+                    task.info.get("method"))
   same_dataset = task.dataset_name == task.info.get("dataset")
   module_config = task.info.get("config", {})
   labels = labels or (task.info.get("labels") if same_dataset else None) or "all"
