@@ -122,9 +122,7 @@ def label(hub_module, out, *, dataset=None, dataset_dir=None, labels=None, seed=
     labelled = datasets.select_labelled_ids(
         labels, all_ids, all_labels, task.source.num_classes, seed=seed,
         dataset_name=task.dataset_name, dataset_dir=task.dataset_dir or None)
-    as_text = lambda values: np.array([v.decode() if isinstance(v, bytes) else str(v)
-                                       for v in values])
-    is_labelled = np.isin(as_text(ids), as_text(labelled))
+    is_labelled = np.isin(datasets.ids_as_text(ids), datasets.ids_as_text(labelled))
     predicted = np.where(is_labelled, true, predicted)
     kept = int(is_labelled.sum())
   else:

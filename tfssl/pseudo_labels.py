@@ -11,6 +11,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tfssl import datasets
 from tfssl.errors import UserError
 
 FORMAT = "tfssl-pseudo-labels-v1"
@@ -19,7 +20,7 @@ FORMAT = "tfssl-pseudo-labels-v1"
 def write(path, *, ids, labels, dataset, split, num_classes, **details):
   record = dict(details, format=FORMAT, dataset=dataset, split=split,
                 num_classes=int(num_classes), num_examples=len(ids),
-                ids=[i.decode() if isinstance(i, bytes) else str(i) for i in ids],
+                ids=datasets.ids_as_text(ids),
                 labels=[int(label) for label in labels])
   tmp = path + ".tmp"
   with tf.io.gfile.GFile(tmp, "w") as f:
@@ -59,7 +60,7 @@ def check_matches(record, path, *, dataset, split, ids, num_classes):
     raise UserError(f"Pseudo-label file {path} lists {len(file_ids)} ids but {len(labels)} "
                     "labels; it is damaged. Make it again with python -m tfssl.label.")
   lookup = dict(zip(file_ids, labels))
-  ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+  ids = datasets.ids_as_text(ids)
   missing = [i for i in ids if i not in lookup]
   extra = len(set(file_ids) - set(ids))
   if missing or extra:
@@ -78,10 +79,7 @@ def check_matches(record, path, *, dataset, split, ids, num_classes):
 
 def relabel_fn(ids, labels):
   """features -> features with `label` replaced by the pseudo-label of `id` (in tf.data)."""
-  keys = tf.constant([i.decode() if isinstance(i, bytes) else str(i) for i in ids], tf.string)
-  table = tf.lookup.StaticHashTable(
-      tf.lookup.KeyValueTensorInitializer(keys, tf.constant(labels, tf.int64)),
-      default_value=tf.constant(-1, tf.int64))
+  table = datasets.id_lookup_table(ids, np.asarray(labels, np.int64), -1)
 
   def relabel(features):
     label = tf.cast(table.lookup(features["id"]), features["label"].dtype)

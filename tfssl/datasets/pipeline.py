@@ -34,11 +34,16 @@ def _as_bytes(ids):
   return np.array([i if isinstance(i, bytes) else str(i).encode() for i in ids], dtype=object)
 
 
+def id_lookup_table(ids, values, default_value):
+  """A table from example ids (the string `id` feature) to `values`, usable in tf.data."""
+  keys = tf.constant(_as_bytes(ids), tf.string)
+  return tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(keys, tf.constant(values)),
+      default_value=tf.constant(default_value, tf.constant(values).dtype))
+
+
 def _keep_ids_filter(keep_ids):
-  keys = tf.constant(_as_bytes(keep_ids), tf.string)
-  table = tf.lookup.StaticHashTable(
-      tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, dtype=tf.int32)),
-      default_value=0)
+  table = id_lookup_table(keep_ids, np.ones(len(keep_ids), np.int32), 0)
   return lambda example: table.lookup(example["id"]) > 0
 
 

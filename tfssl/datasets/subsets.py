@@ -48,7 +48,8 @@ _IMAGENET_LISTS = {
 }
 
 
-def _as_str(values):
+def ids_as_text(values):
+  """Example ids (bytes from tf.data, or str/int) as str."""
   return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -150,7 +151,7 @@ def ids_from_file(path, ids):
   if len(unique) < len(wanted):
     logging.warning("Label file %s lists %d ids more than once; using the %d distinct ones.",
                     path, len(wanted) - len(unique), len(unique))
-  ids_str = _as_str(ids)
+  ids_str = ids_as_text(ids)
   lookup = {i: k for k, i in enumerate(ids_str)}
   missing = [w for w in unique if w not in lookup]
   if missing:

@@ -75,14 +75,16 @@ class S4LRotation(WithRotationHead, SemiSupervised):
                   "rotation_top1": rotation_top1}
 
   def eval_metrics(self, batch):
-    metrics = super().eval_metrics(batch)
+    """Top-1/top-5 of the upright images and of the logits averaged over their rotations,
+    from one pass over all rotations (the upright ones are its first block)."""
     rotated, _ = rotate_batch(batch["image"])
     logits = self.representations(rotated, training=False)["logits"]
-    averaged = tf.reduce_mean(tf.reshape(logits, [NUM_ROTATIONS, -1, logits.shape[-1]]), 0)
-    mask = batch["mask"]
-    for k in (1, 5):
-      metrics[f"rotation_averaged_top{k}"] = tf.reduce_sum(
-          top_k_correct(averaged, batch["label"], k) * mask)
+    logits = tf.reshape(logits, [NUM_ROTATIONS, -1, logits.shape[-1]])
+    mask, labels = batch["mask"], batch["label"]
+    metrics = {"count": tf.reduce_sum(mask)}
+    for name, scores in (("", logits[0]), ("rotation_averaged_", tf.reduce_mean(logits, 0))):
+      for k in (1, 5):
+        metrics[f"{name}top{k}"] = tf.reduce_sum(top_k_correct(scores, labels, k) * mask)
     return metrics
 
 
