@@ -307,7 +307,7 @@ def test_init_from_a_missing_run_fails_before_anything_is_written(tmp_path):
 def test_init_from_another_architecture_names_it(supervised_run, tmp_path):
   config = tiny_config("supervised", "labels=10pct", "model_width=0.125",
                        init_from=supervised_run)
-  with pytest.raises(UserError, match=r"another architecture.*resnet10_v2 x0.125"):
+  with pytest.raises(UserError, match=r"another method or architecture.*resnet10_v2 x0.125"):
     trainer.train(config, str(tmp_path / "run"))
 
 

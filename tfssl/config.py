@@ -67,6 +67,8 @@ def base_config():
   c.adam_beta2 = 0.999
   c.adam_epsilon = 1e-8
   c.lars_eta = 0.001
+  # Variables whose path contains one of these get neither LARS's trust ratio nor its decay.
+  c.lars_exclude = ()
   c.weight_decay = 1e-4
   # l2: wd * sum(w**2) / 2 added to the loss, as the TF1 codebases did;
   # decoupled: applied by the optimizer (AdamW, LARS).

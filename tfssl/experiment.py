@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tfssl import config as config_lib
 from tfssl import datasets
+from tfssl import export
 from tfssl import methods
 from tfssl import models
 from tfssl import pseudo_labels as pseudo_labels_lib
@@ -82,9 +83,14 @@ def resolve(config):
                     pseudo_labels=pseudo_labels, init_checkpoint=init_checkpoint)
 
 
+# Where an exported module (export.export_hub_module) keeps its variables, as a checkpoint.
+MODULE_VARIABLES = os.path.join("variables", "variables")
+
+
 def find_checkpoint(path, what):
-  """The newest checkpoint of a run: `path` is its workdir, its checkpoints dir or a
-  checkpoint prefix (WORKDIR/checkpoints/ckpt-1000)."""
+  """The newest checkpoint of a run: `path` is its workdir, its checkpoints dir, a
+  checkpoint prefix (WORKDIR/checkpoints/ckpt-1000), or an exported module (a module dir
+  or WORKDIR/export/hub, whose newest step is taken), whose variables are returned."""
   if tf.io.gfile.exists(path + ".index"):
     return path
   for directory in (os.path.join(path, "checkpoints"), path):
@@ -92,10 +98,16 @@ def find_checkpoint(path, what):
       latest = tf.train.latest_checkpoint(directory)
       if latest:
         return latest
-  state = "does not exist" if not tf.io.gfile.exists(path) else "holds no checkpoint"
+  if tf.io.gfile.isdir(path):
+    try:
+      return os.path.join(export.resolve_module_dir(path), MODULE_VARIABLES)
+    except UserError:
+      pass
+  state = "does not exist" if not tf.io.gfile.exists(path) else "holds no checkpoint or module"
   raise UserError(f"{what} {path} {state}. Pass the workdir of a finished run (its "
-                  "checkpoints are in WORKDIR/checkpoints/) or a checkpoint path "
-                  "(WORKDIR/checkpoints/ckpt-STEP); train that run first if it is missing.")
+                  "checkpoints are in WORKDIR/checkpoints/), a checkpoint path "
+                  "(WORKDIR/checkpoints/ckpt-STEP) or an exported module "
+                  "(WORKDIR/export/hub/STEP); train that run first if it is missing.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

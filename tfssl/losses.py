@@ -90,3 +90,88 @@ def kl_divergence_from_logits(p_logits, q_logits):
   q_logits = tf.cast(q_logits, tf.float32)
   log_p = tf.nn.log_softmax(p_logits)
   return tf.reduce_sum(tf.exp(log_p) * (log_p - tf.nn.log_softmax(q_logits)), axis=-1)
+
+
+# Masked logits: far below any cosine / temperature, finite so gradients stay finite.
+_MASKED_LOGIT = -1e9
+
+
+def multi_view_nt_xent(views, temperature, all_views=None, offset=0, attracted=None,
+                       eliminated=None):
+  """SimCLR's NT-Xent over V views per image, with FNC's false-negative handling.
+
+  Every view is an anchor; its candidates are every view of every image in `all_views`
+  except itself; its positives are the other views of its image. A per-anchor loss is
+  -mean over positives p of log softmax(logits)[p] (with V=2 and nothing attracted or
+  eliminated: SimCLR's loss_a / loss_b terms).
+
+  Args:
+    views: [V, n, D] L2-normalised embeddings of this replica's n images.
+    temperature: softmax temperature.
+    all_views: [V, N, D] every replica's views (default: `views`).
+    offset: index in `all_views` of this replica's first image.
+    attracted: optional [n, V*N] bool over the view-major candidates: extra positives of
+      every view of an image (FNC attraction; they stay in the denominator).
+    eliminated: optional [n, V*N] bool: candidates left out of the denominator (FNC
+      elimination).
+
+  Returns:
+    (per-anchor loss [V*n], logits [V*n, V*N] with excluded entries masked, positives
+    mask [V*n, V*N]); anchors and candidates are view-major.
+  """
+  num_views, n, dim = views.shape
+  if all_views is None:
+    all_views = views
+  total = tf.shape(all_views)[1]
+  anchors = tf.reshape(tf.cast(views, tf.float32), [num_views * n, dim])
+  candidates = tf.reshape(tf.cast(all_views, tf.float32), [-1, dim])
+  image_ids = tf.range(n) + offset
+  anchor_images = tf.tile(image_ids, [num_views])
+  anchor_index = tf.reshape(tf.range(num_views)[:, None] * total + image_ids[None, :], [-1])
+  candidate_images = tf.tile(tf.range(total), [num_views])
+  same_image = tf.equal(anchor_images[:, None], candidate_images[None, :])
+  is_self = tf.equal(anchor_index[:, None], tf.range(num_views * total)[None, :])
+  positives = tf.logical_and(same_image, tf.logical_not(is_self))
+  excluded = is_self
+  if attracted is not None:
+    positives = tf.logical_or(positives, tf.tile(attracted, [num_views, 1]))
+  if eliminated is not None:
+    excluded = tf.logical_or(excluded, tf.tile(eliminated, [num_views, 1]))
+  logits = tf.matmul(anchors, candidates, transpose_b=True) / temperature
+  logits = tf.where(excluded, _MASKED_LOGIT, logits)
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  weights = tf.cast(positives, tf.float32)
+  per_anchor = -tf.reduce_sum(weights * log_probs, axis=-1) / tf.reduce_sum(weights, axis=-1)
+  return per_anchor, logits, positives
+
+
+def top_false_negatives(views, all_views, offset, top_k, threshold):
+  """FNC's candidate false negatives of each image.
+
+  A candidate (a view of another image) scores the largest cosine similarity between it
+  and any of the image's views; an image's false negatives are its `top_k` highest-scoring
+  candidates whose score also exceeds `threshold`. Its own views are never candidates.
+
+  Args:
+    views: [V, n, D] L2-normalised views (main and support) of this replica's n images.
+    all_views: [V, N, D] every replica's views; offset: this replica's first image in them.
+
+  Returns:
+    [n, V*N] bool over the view-major candidates of `multi_view_nt_xent`.
+  """
+  views = tf.stop_gradient(tf.cast(views, tf.float32))
+  candidates = tf.reshape(tf.stop_gradient(tf.cast(all_views, tf.float32)),
+                          [-1, all_views.shape[-1]])
+  num_views, n, _ = views.shape
+  total = tf.shape(all_views)[1]
+  scores = tf.reduce_max(tf.einsum("vnd,cd->vnc", views, candidates), axis=0)
+  candidate_images = tf.tile(tf.range(total), [num_views])
+  own = tf.equal((tf.range(n) + offset)[:, None], candidate_images[None, :])
+  scores = tf.where(own, _MASKED_LOGIT, scores)
+  k = min(top_k, num_views * all_views.shape[1])
+  top = tf.math.top_k(scores, k=k).indices
+  # Scattered rather than one-hot: an [n, k, V*N] one-hot of the indices would be large.
+  rows = tf.repeat(tf.range(n), k)
+  in_top_k = tf.scatter_nd(tf.stack([rows, tf.reshape(top, [-1])], axis=1),
+                           tf.ones([n * k], tf.int32), tf.shape(scores)) > 0
+  return tf.logical_and(tf.logical_and(in_top_k, scores > threshold), tf.logical_not(own))

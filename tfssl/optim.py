@@ -95,17 +95,24 @@ class LARS(keras.optimizers.Optimizer):
   """Layer-wise adaptive rate scaling (You et al. 2017) with momentum, as SimCLR uses it.
 
   Weight decay is added to the gradient before the trust ratio; biases and batch-norm
-  parameters get neither weight decay nor the trust ratio.
+  parameters, and variables whose path contains one of `exclude_paths` (SimCLR: its
+  linear head), get neither weight decay nor the trust ratio.
   """
 
   def __init__(self, learning_rate, momentum=0.9, weight_decay_rate=0.0, eta=0.001,
-               nesterov=False, skip_bias_and_bn=True, name="lars", **kwargs):
+               nesterov=False, skip_bias_and_bn=True, exclude_paths=(), name="lars", **kwargs):
     super().__init__(learning_rate=learning_rate, name=name, **kwargs)
     self.momentum = momentum
     self.weight_decay_rate = weight_decay_rate
     self.eta = eta
     self.nesterov = nesterov
     self.skip_bias_and_bn = skip_bias_and_bn
+    self.exclude_paths = tuple(exclude_paths)
+
+  def _adapted(self, variable):
+    path = getattr(variable, "path", None) or variable.name
+    return (is_decayed(variable, self.skip_bias_and_bn)
+            and not any(part in path for part in self.exclude_paths))
 
   def build(self, variables):
     if self.built:
@@ -116,7 +123,7 @@ class LARS(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     learning_rate = tf.cast(learning_rate, variable.dtype)
     velocity = self._velocities[self._get_variable_index(variable)]
-    if is_decayed(variable, self.skip_bias_and_bn):
+    if self._adapted(variable):
       gradient = gradient + self.weight_decay_rate * variable
       weight_norm = tf.norm(variable)
       grad_norm = tf.norm(gradient)
@@ -134,7 +141,8 @@ class LARS(keras.optimizers.Optimizer):
   def get_config(self):
     config = super().get_config()
     config.update(momentum=self.momentum, weight_decay_rate=self.weight_decay_rate,
-                  eta=self.eta, nesterov=self.nesterov, skip_bias_and_bn=self.skip_bias_and_bn)
+                  eta=self.eta, nesterov=self.nesterov, skip_bias_and_bn=self.skip_bias_and_bn,
+                  exclude_paths=self.exclude_paths)
     return config
 
 
@@ -160,7 +168,8 @@ def build_optimizer(config, learning_rate):
   elif name == "lars":
     return LARS(learning_rate, momentum=config.momentum, weight_decay_rate=decoupled_wd,
                 eta=config.lars_eta, nesterov=config.nesterov,
-                skip_bias_and_bn=config.weight_decay_skip_bias_and_bn)
+                skip_bias_and_bn=config.weight_decay_skip_bias_and_bn,
+                exclude_paths=config.lars_exclude)
   else:
     raise UserError(f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}.")
   if config.weight_decay_skip_bias_and_bn and optimizer.weight_decay:

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 from absl import logging
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tfssl import cli
 from tfssl import config as config_lib
@@ -132,9 +133,12 @@ class Trainer:
       self.method = exp.new_method()
       if distribute.is_tpu(strategy):
         self.method.jit_compile = False  # TPUStrategy compiles the whole step anyway.
-      elif self.config.sync_bn and strategy.num_replicas_in_sync > 1 and self.method.jit_compile:
-        logging.warning("sync_bn all-reduces inside the step, which XLA off TPU cannot "
-                        "compile: running the step without jit_compile.")
+      elif (strategy.num_replicas_in_sync > 1 and self.method.jit_compile
+            and (self.config.sync_bn or self.method.gathers_across_replicas)):
+        logging.warning("The step exchanges tensors between replicas (%s), which XLA off TPU "
+                        "cannot compile: running the step without jit_compile.",
+                        "synchronized batch norm" if self.config.sync_bn
+                        else "cross-replica gather")
         self.method.jit_compile = False
       self.method.build()
       schedule = optim.build_schedule(self.config, self.config.batch_size,
@@ -298,28 +302,59 @@ def make_weight_average(method, exp):
 
 
 def _saved_objects(checkpoint_path):
-  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...)."""
-  keys = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-  return {key.split("/", 1)[0] for key in keys}
+  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...).
+
+  Read from its object graph, not its keys: a variable is keyed by the first path that
+  reaches it, which may run through the optimizer rather than the layer owning it.
+  """
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(
+      tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  return {child.local_name for child in graph.nodes[0].children}
+
+
+def _restore_from_module(module_variables_path, trackables):
+  """Restores `trackables` from an exported module's variables (export.HubModule keeps
+  them under `_trackables`), checking every one of their variables gets a value.
+
+  tf.train.Checkpoint would add a `save_counter` that a SavedModel lacks, failing that
+  check, so the restore goes through Checkpoint's own saver on a plain root.
+  """
+  from tensorflow.python.checkpoint import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.checkpoint import graph_view  # pylint: disable=g-import-not-at-top
+  root = tf.Module()
+  root._trackables = dict(trackables)  # pylint: disable=protected-access
+  saver = checkpoint_lib.TrackableSaver(graph_view.ObjectGraphView(root))
+  saver.restore(module_variables_path).expect_partial().assert_existing_objects_matched()
 
 
 def initialize_from(method, checkpoint_path, strategy):
-  """Loads every trackable of `method` that `checkpoint_path` also holds (by name), then,
-  if that run kept Polyak averages, its averaged weights (what it evaluated and exported)."""
-  saved = _saved_objects(checkpoint_path)
-  trackables = {name: obj for name, obj in method.trackables().items() if name in saved}
-  if "backbone" not in trackables:
-    raise UserError(f"--init_from checkpoint {checkpoint_path} holds no backbone (it has "
-                    f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
+  """Loads every trackable of `method` that `checkpoint_path` (a training checkpoint or an
+  exported module's variables) also holds, by name; from a training checkpoint of a run
+  that kept Polyak averages, its averaged weights (what it evaluated and exported)."""
+  in_module = checkpoint_path.endswith(experiment_lib.MODULE_VARIABLES)
+  wanted = method.trackables_to_initialize()
+  if in_module:
+    trackables = wanted
+    saved = set()
+  else:
+    saved = _saved_objects(checkpoint_path)
+    trackables = {name: obj for name, obj in wanted.items() if name in saved}
+    if "backbone" not in trackables:
+      raise UserError(f"--init_from checkpoint {checkpoint_path} holds no backbone (it has "
+                      f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
   try:
-    tf.train.Checkpoint(**trackables).restore(checkpoint_path).expect_partial() \
-        .assert_existing_objects_matched()
+    if in_module:
+      _restore_from_module(checkpoint_path, trackables)
+    else:
+      tf.train.Checkpoint(**trackables).restore(checkpoint_path).expect_partial() \
+          .assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise UserError(
-        f"--init_from checkpoint {checkpoint_path} is of another architecture than this "
-        f"run's {method.config.model} x{method.config.model_width} ({e.__class__.__name__}: "
-        f"{str(e).splitlines()[0][:300]}). Use the same --model and model_width as the run "
-        "you start from.") from e
+        f"--init_from {checkpoint_path} is of another method or architecture than this "
+        f"run's {method.config.method} with {method.config.model} x{method.config.model_width} "
+        f"({e.__class__.__name__}: {str(e).splitlines()[0][:300]}). Use the same --method, "
+        "--model and model_width as the run you start from.") from e
   if "ema" in saved:
     with strategy.scope():
       averages = ema_lib.WeightAverage(method.trainable_variables, decay=0.0)

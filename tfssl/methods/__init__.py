@@ -11,5 +11,7 @@ from tfssl.methods import s4l  # noqa: F401
 from tfssl.methods import vat  # noqa: F401
 from tfssl.methods import moam  # noqa: F401
 from tfssl.methods import pseudo_label  # noqa: F401
+from tfssl.methods import simclr  # noqa: F401
+from tfssl.methods import fnc  # noqa: F401
 
 __all__ = ["METHODS", "Method", "get_method"]

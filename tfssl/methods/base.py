@@ -37,6 +37,16 @@ def unsup_batch_size(config):
   return config.get("unsup_batch_size") or config.batch_size
 
 
+def cross_replica_concat(tensor):
+  """(`tensor` of every replica concatenated along axis 0, index of this replica's first
+  row in it). Gradients flow back to each replica's own rows."""
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return tensor, 0
+  return (context.all_gather(tensor, axis=0),
+          context.replica_id_in_sync_group * tensor.shape[0])
+
+
 def top_k_correct(logits, labels, k):
   """1.0 where the label is among the k largest logits."""
   k = min(k, logits.shape[-1])
@@ -49,6 +59,9 @@ class Method:
 
   # "single": batches are {"image", "label"}; "two_streams": {"sup": {...}, "unsup": {...}}.
   input_mode = "single"
+  # Whether the step exchanges tensors between replicas (e.g. negatives of a contrastive
+  # loss); off TPU, XLA cannot compile such a step over several replicas.
+  gathers_across_replicas = False
 
   @classmethod
   def default_config(cls):
@@ -89,6 +102,10 @@ class Method:
   def trackables(self):
     """Named objects whose variables make up the method's state (checkpointed and exported)."""
     return {"backbone": self.backbone}
+
+  def trackables_to_initialize(self):
+    """The trackables `--init_from` loads from another run (default: all it holds)."""
+    return self.trackables()
 
   @property
   def trainable_variables(self):

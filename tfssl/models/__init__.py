@@ -5,6 +5,7 @@ intermediate feature maps (`stem`, `block1`...). Heads belong to the methods.
 """
 
 import contextlib
+import re
 
 import keras
 
@@ -75,6 +76,42 @@ def batch_norm_statistics_frozen(model):
   finally:
     for layer, momentum in zip(norms, momenta):
       layer.momentum = momentum
+
+
+def freeze_through_block(model, block):
+  """Freezes the stem and blocks 1..`block` of a backbone for fine-tuning (SimCLR's
+  `fine_tune_after_block`): their variables stop being trainable and their batch norms
+  normalise with the moving averages, which stay as they are. -1 freezes nothing; the
+  last block (or more, e.g. 4 for ResNets and Wide ResNets alike) freezes everything.
+
+  Blocks are the model's taps (`stem`, `block1`, ...): a layer belongs to the tap its
+  name starts with. Returns the names of the frozen layers that hold weights.
+  """
+  if block < 0:
+    return []
+  taps = [name for name in model.output if name != "default"]
+  numbered = sorted(int(name[len("block"):]) for name in taps
+                    if re.fullmatch(r"block\d+", name))
+  if not numbered:
+    raise UserError(f"Model {model.name} has no block taps (block1, block2...): "
+                    "fine_tune_after_block needs one of the ResNet, Wide ResNet or VGG models.")
+  if block >= numbered[-1]:
+    frozen = list(model.layers)
+  else:
+    groups = {"stem"} | {f"block{number}" for number in numbered if number <= block}
+    frozen = [layer for layer in model.layers if _layer_group(layer.name) in groups]
+    if not frozen:
+      raise UserError(f"No layer of model {model.name} belongs to {sorted(groups)}: its layer "
+                      "names do not start with their block's name.")
+  for layer in frozen:
+    # Keras runs a BatchNormalization that is not trainable in inference mode.
+    layer.trainable = False
+  return [layer.name for layer in frozen if layer.weights]
+
+
+def _layer_group(layer_name):
+  """`block2` for `block2_unit1_conv1`, `stem` for `stem_bn`."""
+  return layer_name.split("_", 1)[0]
 
 
 def forward_multiply_adds(model):
