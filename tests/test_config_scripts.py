@@ -109,6 +109,11 @@ def test_scripts_were_found():
          "config/moam/cifar10_step1.sh", "config/moam/cifar10_step2.sh",
          "config/moam/cifar10_step3.sh"}
   assert s4l <= names
+  contrastive = {f"config/{method}/{name}.sh" for method in ("simclr", "fnc")
+                 for name in ("imagenet_pretrain", "imagenet_linear_eval",
+                              "imagenet_finetune_1pct", "imagenet_finetune_10pct",
+                              "cifar10_pretrain")}
+  assert contrastive <= names
   label_names = {os.path.relpath(p, REPO) for p in LABEL_SCRIPTS}
   assert {"config/pseudo_label/imagenet_label.sh", "config/moam/step2.sh",
           "config/moam/cifar10_step2.sh"} <= label_names

@@ -160,6 +160,8 @@ class SimCLR(Method):
     if self.finetuning:
       models.freeze_through_block(self.backbone, config.fine_tune_after_block)
       self.projection.freeze_from(config.ft_proj_selector)
+    elif not config.online_linear_head:
+      self.head.trainable = False  # exported untrained, like a random-init baseline's
 
   def trackables(self):
     return dict(super().trackables(), projection=self.projection, head=self.head)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Fine-tuning a SimCLR ImageNet pretraining on 10% of the labels (SimCLRv2 paper, Chen et
+# al. 2020, "Big Self-Supervised Models are Strong Semi-Supervised Learners").
+#
+# The SimCLR README gives no 10% command (only: set dataset=imagenet2012_subset/10pct); this
+# is its 1% command (config/simclr/imagenet_finetune_1pct.sh) on the 10% subset with 30
+# epochs instead of 60, the SimCLRv2 paper's setting for 10% of labels.
+# Recipe: `simclr` with train_mode=finetune from the pretraining's weights
+# (--init_from=$PRETRAIN): nothing frozen (fine_tune_after_block -1); the backbone and the
+# first projection layer (ft_proj_selector 1) plus a new zero-initialised linear head learn
+# the 10% subset (TFDS imagenet2012_subset/10pct, 128,116 images) with inception crop (area
+# 0.08-1) at 224 + flip only; ResNet-50 v1, cross-replica batch norm; batch 1024, LARS,
+# lr 0.005 x sqrt(1024) = 0.16, no warmup, cosine to 0, 30 epochs of the labelled images
+# (about 3,750 steps), no weight decay. Then `--run_eval` gives top-1/top-5 on the official
+# validation set.
+# TPU: v3-8 or larger (batch 1024).
+# Expected: SimCLRv2 README table, ResNet-50 1x without SK pretrained 800 epochs: 68.4%
+# top-1. After the 100-epoch config/simclr/imagenet_pretrain.sh expect less (no published
+# number for that pairing).
+#
+# Usage: PRETRAIN=gs://BUCKET/simclr_pretrain bash config/simclr/imagenet_finetune_10pct.sh \
+#            --workdir=gs://BUCKET/simclr_ft10pct --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
+# PRETRAIN: the workdir of config/simclr/imagenet_pretrain.sh (or its export/hub module).
+# Results: WORKDIR/eval/results.json.
+set -euo pipefail
+: "${PRETRAIN:?set PRETRAIN=the workdir of config/simclr/imagenet_pretrain.sh}"
+RUN=(--method=simclr --model=resnet50_v1 --dataset=imagenet --labels=10pct
+     --init_from="$PRETRAIN"
+     --config.train_mode=finetune --config.fine_tune_after_block=-1
+     --config.ft_proj_selector=1 --config.zero_init_logits_layer=true
+     --config.num_proj_layers=3 --config.proj_out_dim=128 --config.image_size=224
+     --config.batch_size=1024 --config.eval_batch_size=1024 --config.sync_bn=true
+     --config.crop_area_min=0.08
+     --config.optimizer=lars --config.learning_rate=0.005 --config.lr_scaling=sqrt
+     --config.warmup_epochs=0 --config.lr_schedule=cosine --config.train_epochs=30
+     --config.weight_decay=0 --config.weight_decay_mode=decoupled
+     --config.steps_per_loop=125 --config.checkpoint_every_steps=1250)
+python -m tfssl.trainer "${RUN[@]}" "$@"
+python -m tfssl.trainer "${RUN[@]}" --run_eval "$@"
