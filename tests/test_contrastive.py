@@ -91,6 +91,41 @@ def test_nt_xent_on_two_replicas_equals_one_replica_on_the_global_batch(two_repl
                              rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("strategy_name", ["attracted", "eliminated"])
+def test_fnc_loss_on_two_replicas_equals_one_replica_on_the_global_batch(strategy_name,
+                                                                         two_replica_strategy):
+  from tfssl.methods.simclr import cross_replica_concat_views
+  rng = np.random.default_rng(2)
+  # Images in pairs of near-duplicates, so every image has false negatives, some of them
+  # on the other replica.
+  base = _normalized(rng, 4, 6)
+  views = np.stack([np.repeat(base, 2, axis=0) + 0.1 * rng.normal(size=(8, 6))
+                    for _ in range(3)]).astype(np.float32)
+  views /= np.linalg.norm(views, axis=-1, keepdims=True)
+
+  def fnc_loss(local_views):
+    all_views, offset = cross_replica_concat_views(local_views)
+    mask = losses.top_false_negatives(local_views, all_views, offset, top_k=2, threshold=0.5)
+    per_anchor, _, _ = losses.multi_view_nt_xent(local_views, 0.5, all_views, offset,
+                                                 **{strategy_name: mask})
+    return tf.reduce_sum(per_anchor), tf.reduce_sum(tf.cast(mask, tf.float32))
+
+  single_loss, single_count = fnc_loss(tf.constant(views))
+  assert float(single_count) > 0
+  dataset = two_replica_strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(np.transpose(views, [1, 0, 2])).unbatch().batch(8))
+
+  @tf.function
+  def step(batch):
+    return two_replica_strategy.run(lambda b: fnc_loss(tf.transpose(b, [1, 0, 2])),
+                                    args=(batch,))
+
+  loss, count = step(next(iter(dataset)))
+  local = two_replica_strategy.experimental_local_results
+  assert sum(float(x) for x in local(count)) == float(single_count)
+  np.testing.assert_allclose(sum(float(x) for x in local(loss)), float(single_loss), rtol=1e-5)
+
+
 def _fnc_case():
   """4 images x 3 views (2 main + 1 support) in 3-d: image 2 is a false negative of
   image 0 through image 0's support view; image 3 is far from everything."""
@@ -142,8 +177,9 @@ def test_attraction_and_elimination_on_the_constructed_case():
 @pytest.mark.parametrize("method,extra", [("simclr", []), ("fnc", FNC),
                                           ("fnc", FNC + ["fn_strategy=elimination"])])
 def test_step_compiles_with_xla_and_loss_falls_on_a_fixed_batch(method, extra):
+  # Without the online head, whose loss would fall on a fixed batch by itself.
   config = tiny_config(method, *CONTRASTIVE, *extra, "jit_compile=true", "optimizer=sgd",
-                       "learning_rate=0.0003", "momentum=0")
+                       "learning_rate=0.0003", "momentum=0", "online_linear_head=false")
   step_losses = fixed_batch_losses(config, tf.distribute.get_strategy(), 4)
   assert all(math.isfinite(x) for x in step_losses)
   assert step_losses[-1] < step_losses[0]

@@ -161,7 +161,7 @@ def top_false_negatives(views, all_views, offset, top_k, threshold):
   """
   views = tf.stop_gradient(tf.cast(views, tf.float32))
   candidates = tf.reshape(tf.stop_gradient(tf.cast(all_views, tf.float32)),
-                          [-1, all_views.shape[-1]])
+                          [-1, views.shape[-1]])
   num_views, n, _ = views.shape
   total = tf.shape(all_views)[1]
   scores = tf.reduce_max(tf.einsum("vnd,cd->vnc", views, candidates), axis=0)

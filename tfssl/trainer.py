@@ -302,15 +302,23 @@ def make_weight_average(method, exp):
 
 
 def _saved_objects(checkpoint_path):
-  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...).
+  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...), or
+  in an exported module's variables (its method's trackables).
 
-  Read from its object graph, not its keys: a variable is keyed by the first path that
+  Read from the object graph, not the keys: a variable is keyed by the first path that
   reaches it, which may run through the optimizer rather than the layer owning it.
   """
   graph = trackable_object_graph_pb2.TrackableObjectGraph()
   graph.ParseFromString(
       tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-  return {child.local_name for child in graph.nodes[0].children}
+  children = {child.local_name: child.node_id for child in graph.nodes[0].children}
+  if MODULE_TRACKABLES in children:
+    return {child.local_name for child in graph.nodes[children[MODULE_TRACKABLES]].children}
+  return set(children)
+
+
+# The attribute of export.HubModule holding the method's trackables.
+MODULE_TRACKABLES = "_trackables"
 
 
 def _restore_from_module(module_variables_path, trackables):
@@ -323,7 +331,7 @@ def _restore_from_module(module_variables_path, trackables):
   from tensorflow.python.checkpoint import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from tensorflow.python.checkpoint import graph_view  # pylint: disable=g-import-not-at-top
   root = tf.Module()
-  root._trackables = dict(trackables)  # pylint: disable=protected-access
+  setattr(root, MODULE_TRACKABLES, dict(trackables))
   saver = checkpoint_lib.TrackableSaver(graph_view.ObjectGraphView(root))
   saver.restore(module_variables_path).expect_partial().assert_existing_objects_matched()
 
@@ -333,33 +341,32 @@ def initialize_from(method, checkpoint_path, strategy):
   exported module's variables) also holds, by name; from a training checkpoint of a run
   that kept Polyak averages, its averaged weights (what it evaluated and exported)."""
   in_module = checkpoint_path.endswith(experiment_lib.MODULE_VARIABLES)
-  wanted = method.trackables_to_initialize()
-  if in_module:
-    trackables = wanted
-    saved = set()
-  else:
-    saved = _saved_objects(checkpoint_path)
-    trackables = {name: obj for name, obj in wanted.items() if name in saved}
-    if "backbone" not in trackables:
-      raise UserError(f"--init_from checkpoint {checkpoint_path} holds no backbone (it has "
-                      f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
+  saved = _saved_objects(checkpoint_path)
+  trackables = {name: obj for name, obj in method.trackables_to_initialize().items()
+                if name in saved}
+  if "backbone" not in trackables:
+    raise UserError(f"--init_from {checkpoint_path} holds no backbone (it has "
+                    f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
   try:
     if in_module:
       _restore_from_module(checkpoint_path, trackables)
     else:
       tf.train.Checkpoint(**trackables).restore(checkpoint_path).expect_partial() \
           .assert_existing_objects_matched()
+      if "ema" in saved:
+        # Over every restored variable: the averages cover what that run trained, which
+        # may include layers this run freezes; the others keep their restored values.
+        with strategy.scope():
+          averages = ema_lib.WeightAverage(
+              [v for obj in trackables.values() for v in obj.variables], decay=0.0)
+        tf.train.Checkpoint(ema=averages).restore(checkpoint_path).expect_partial()
+        averages.copy_to_variables()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise UserError(
         f"--init_from {checkpoint_path} is of another method or architecture than this "
         f"run's {method.config.method} with {method.config.model} x{method.config.model_width} "
         f"({e.__class__.__name__}: {str(e).splitlines()[0][:300]}). Use the same --method, "
-        "--model and model_width as the run you start from.") from e
-  if "ema" in saved:
-    with strategy.scope():
-      averages = ema_lib.WeightAverage(method.trainable_variables, decay=0.0)
-    tf.train.Checkpoint(ema=averages).restore(checkpoint_path).expect_partial()
-    averages.copy_to_variables()
+        "--model, model_width and head settings as the run you start from.") from e
   logging.info("Initialised %s from %s%s.", ", ".join(sorted(trackables)), checkpoint_path,
                " (Polyak-averaged weights)" if "ema" in saved else "")
 

@@ -43,8 +43,10 @@ def cross_replica_concat(tensor):
   context = tf.distribute.get_replica_context()
   if context is None or context.num_replicas_in_sync == 1:
     return tensor, 0
-  return (context.all_gather(tensor, axis=0),
-          context.replica_id_in_sync_group * tensor.shape[0])
+  gathered = context.all_gather(tensor, axis=0)
+  # Some cross-device implementations lose the static shape, which the losses need.
+  gathered.set_shape([tensor.shape[0] * context.num_replicas_in_sync] + tensor.shape[1:])
+  return gathered, context.replica_id_in_sync_group * tensor.shape[0]
 
 
 def top_k_correct(logits, labels, k):

@@ -46,12 +46,14 @@ class ProjectionHead(keras.layers.Layer):
     # One attribute per layer: TF checkpoints follow attributes, not lists of Keras 3 layers.
     for index in range(num_layers):
       last = index == num_layers - 1
+      # The embedding the loss divides by a small temperature is computed in float32.
+      dtype = "float32" if last else None
       setattr(self, f"dense_{index}", keras.layers.Dense(
-          out_dim if last else in_dim, use_bias=False, name=f"dense_{index}",
+          out_dim if last else in_dim, use_bias=False, name=f"dense_{index}", dtype=dtype,
           kernel_initializer=keras.initializers.RandomNormal(stddev=0.01)))
       setattr(self, f"bn_{index}", keras.layers.BatchNormalization(
           center=not last, momentum=bn_momentum, epsilon=bn_epsilon, synchronized=sync_bn,
-          name=f"bn_{index}"))
+          name=f"bn_{index}", dtype=dtype))
 
   @property
   def denses(self):
