@@ -3,10 +3,11 @@
 1. Pretraining without labels (the online linear head is off, so no label reaches the
    run) on the 1437 training images; linear evaluation (tfssl.eval_hub) of the exported
    `default` features against the same network at its random initialisation.
-2. Fine-tuning (`train_mode=finetune`, the whole network, SimCLRv2's ft_proj_selector=1)
-   of each pretrained run on 10% of the labels (144 images), against `supervised` on the
-   same labels with the same recipe and steps; top-1/top-5 on the 360 test images from
-   `--run_eval`.
+2. Fine-tuning (`train_mode=finetune`) of each pretrained run on 10% of the labels (144
+   images): the whole network (SimCLRv2's ft_proj_selector=1) at two learning rates, and
+   a linear head on the frozen backbone; against `supervised` on the same labels with the
+   same recipe, steps and learning rate; top-1/top-5 on the 360 test images from
+   `--run_eval`. There is no validation split: every learning rate is reported.
 
     python benchmarks/contrastive_digits.py [--methods=simclr,fnc] [--workdir=DIR]
 
@@ -43,12 +44,16 @@ PRETRAIN_RECIPES = {
     "simclr": [],
     "fnc": ["support_size=2", "fn_topk=10", "fn_threshold=0.7"],
 }
-# The S4L digits benchmark's supervised recipe, for fine-tuning and the baseline alike.
+# The S4L digits benchmark's supervised recipe, for fine-tuning and the baseline alike,
+# at each of LEARNING_RATES.
 LABELLED = ["labels=10pct", "batch_size=32", "train_steps=600", "optimizer=sgd",
-            "learning_rate=0.1", "lr_base_batch_size=32", "lr_schedule=cosine",
-            "warmup_epochs=0", "weight_decay=5e-4", "weight_decay_mode=l2",
-            "crop_area_min=0.5", "sync_bn=false"]
-FINETUNE = ["train_mode=finetune", "fine_tune_after_block=-1", "ft_proj_selector=1"]
+            "lr_base_batch_size=32", "lr_schedule=cosine", "warmup_epochs=0",
+            "weight_decay=5e-4", "weight_decay_mode=l2", "crop_area_min=0.5", "sync_bn=false"]
+LEARNING_RATES = (0.1, 0.01)
+FINETUNE = {  # name: (workdir name, overrides)
+    "whole network": ("finetune", ["fine_tune_after_block=-1", "ft_proj_selector=1"]),
+    "backbone frozen": ("frozen", ["fine_tune_after_block=4", "ft_proj_selector=0"]),
+}
 
 
 def _config(method, overrides, **fields):
@@ -68,8 +73,8 @@ def linear_top1(workdir):
   return row["top1"]
 
 
-def labelled_result(method, workdir, overrides, **fields):
-  config = _config(method, LABELLED + overrides, **fields)
+def labelled_result(method, workdir, learning_rate, overrides, **fields):
+  config = _config(method, LABELLED + [f"learning_rate={learning_rate}"] + overrides, **fields)
   seconds = _train(config, workdir)
   results = trainer.run_eval(config, workdir)
   final = results[max(results, key=int)]
@@ -83,27 +88,44 @@ def main():
   args = parser.parse_args()
   logging.set_verbosity(logging.WARNING)
   root = args.workdir
-  rows = []
   random_dir = os.path.join(root, "random_init")
   _train(_config("simclr", PRETRAIN + ["train_epochs=0"]), random_dir)
   random_top1 = linear_top1(random_dir)
-  supervised = labelled_result("supervised", os.path.join(root, "supervised_10pct"), [])
+  supervised = {lr: labelled_result("supervised", os.path.join(root, _lr_dir("supervised", lr)),
+                                    lr, [])
+                for lr in LEARNING_RATES}
+  pretrained, tuned = {}, []
   for method in args.methods.split(","):
     pretrain_dir = os.path.join(root, method, "pretrain")
     seconds = _train(_config(method, PRETRAIN + PRETRAIN_RECIPES[method]), pretrain_dir)
-    linear = linear_top1(pretrain_dir)
-    # Fine-tuning needs the pretraining run's architecture, so the method's own keys.
-    tuned = labelled_result(method, os.path.join(root, method, "finetune_10pct"),
-                            PRETRAIN_RECIPES[method] + FINETUNE, init_from=pretrain_dir)
-    rows.append((method, linear, seconds, tuned))
-  print(f"\ndigits, {MODEL} width 0.25, 16 px; linear top-1 of `default` (random init: "
-        f"{random_top1:.4f}); fine-tuned on 10% labels (supervised baseline: top-1 "
-        f"{supervised['top1']:.4f}, top-5 {supervised['top5']:.4f})")
-  print("method | linear top-1 | gain over random | pretrain s | fine-tuned 10% top-1 | "
-        "top-5 | gain over supervised")
-  for method, linear, seconds, tuned in rows:
-    print(f"{method} | {linear:.4f} | {linear - random_top1:+.4f} | {seconds:.0f} | "
-          f"{tuned['top1']:.4f} | {tuned['top5']:.4f} | {tuned['top1'] - supervised['top1']:+.4f}")
+    pretrained[method] = (linear_top1(pretrain_dir), seconds)
+    for setting, (name, overrides) in FINETUNE.items():
+      rates = LEARNING_RATES if setting == "whole network" else LEARNING_RATES[:1]
+      for lr in rates:
+        # Fine-tuning needs the pretraining run's architecture, so the method's own keys.
+        workdir = os.path.join(root, method, _lr_dir(name, lr))
+        result = labelled_result(method, workdir, lr,
+                                 PRETRAIN_RECIPES[method] + ["train_mode=finetune"] + overrides,
+                                 init_from=pretrain_dir)
+        tuned.append((method, setting, lr, result))
+  print(f"\ndigits, {MODEL} width 0.25, 16 px: linear top-1 of `default` after pretraining "
+        f"without labels (random init: {random_top1:.4f})")
+  print("method | linear top-1 | gain over random | pretrain s")
+  for method, (linear, seconds) in pretrained.items():
+    print(f"{method} | {linear:.4f} | {linear - random_top1:+.4f} | {seconds:.0f}")
+  print("\nfine-tuned on 10% of the labels (144 images), 600 steps of 32")
+  print("method | fine-tuned | lr | top-1 | top-5 | supervised top-1 at that lr | gain")
+  for lr, result in supervised.items():
+    print(f"supervised | - | {lr} | {result['top1']:.4f} | {result['top5']:.4f} | | ")
+  for method, setting, lr, result in tuned:
+    baseline = supervised[lr]["top1"]
+    print(f"{method} | {setting} | {lr} | {result['top1']:.4f} | {result['top5']:.4f} | "
+          f"{baseline:.4f} | {result['top1'] - baseline:+.4f}")
+
+
+def _lr_dir(name, learning_rate):
+  """Workdir name of a labelled run; the first learning rate keeps the plain name."""
+  return f"{name}_10pct" if learning_rate == LEARNING_RATES[0] else f"{name}_10pct_lr{learning_rate}"
 
 
 if __name__ == "__main__":
