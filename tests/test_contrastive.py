@@ -126,6 +126,28 @@ def test_fnc_loss_on_two_replicas_equals_one_replica_on_the_global_batch(strateg
   np.testing.assert_allclose(sum(float(x) for x in local(loss)), float(single_loss), rtol=1e-5)
 
 
+def test_contrastive_top1_counts_only_views_of_the_same_image():
+  def method(*overrides):
+    config = tiny_config("fnc", *CONTRASTIVE, "support_size=0", "fn_threshold=0.5", *overrides)
+    return experiment.resolve(config).new_method()
+
+  rng = np.random.default_rng(3)
+  # Images in identical pairs: each one's twin is its false negative and ties with its own
+  # second view for the top candidate. Attracting the twin must not make it a hit.
+  twins = np.repeat(_normalized(rng, 16, 8), 2, axis=0)
+  views = tf.constant(np.stack([twins, twins]))
+  _, attracted = method("fn_topk=1").contrastive_loss(views)
+  _, plain = method("fn_topk=0").contrastive_loss(views)
+  np.testing.assert_allclose(float(attracted["false_negatives_per_image"]), 1.0)
+  assert float(attracted["contrastive_top1"]) == float(plain["contrastive_top1"]) < 1.0
+  distinct = tf.constant(np.stack([_normalized(rng, 32, 8)] * 2))
+  np.testing.assert_allclose(
+      float(method("fn_topk=0").contrastive_loss(distinct)[1]["contrastive_top1"]), 1.0)
+  # Second views unrelated to the first: the top candidate is rarely the own image.
+  unrelated = tf.constant(np.stack([_normalized(rng, 32, 8), _normalized(rng, 32, 8)]))
+  assert float(method("fn_topk=0").contrastive_loss(unrelated)[1]["contrastive_top1"]) < 0.5
+
+
 def _fnc_case():
   """4 images x 3 views (2 main + 1 support) in 3-d: image 2 is a false negative of
   image 0 through image 0's support view; image 3 is far from everything."""

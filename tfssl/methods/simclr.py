@@ -237,12 +237,18 @@ class SimCLR(Method):
     """(loss share, metrics) of NT-Xent over all views of this replica's images."""
     all_embeddings, offset = cross_replica_concat_views(embeddings)
     masks, metrics = self.false_negatives(embeddings, all_embeddings, offset)
-    per_anchor, logits, positives = losses.multi_view_nt_xent(
+    per_anchor, logits, _ = losses.multi_view_nt_xent(
         embeddings, self.config.temperature, all_embeddings, offset, **masks)
     num_views = embeddings.shape[0]
     # SimCLR sums its two directions' means (loss_a + loss_b); FNC scales V views' to match.
     loss = global_mean(per_anchor, self.config.batch_size) * 2.0 / num_views
-    top_is_positive = tf.gather(positives, tf.argmax(logits, axis=-1), batch_dims=1)
+    # Hit: the top candidate is another view of the anchor's own image, not an attracted
+    # false negative (columns and rows are view-major: images repeat every N columns and
+    # every n rows).
+    batch_size = embeddings.shape[1]
+    top_image = tf.argmax(logits, axis=-1, output_type=tf.int32) % all_embeddings.shape[1]
+    anchor_image = tf.tile(tf.range(batch_size), [num_views]) + offset
+    top_is_positive = tf.equal(top_image, anchor_image)
     return loss, dict(
         metrics, contrastive_loss=loss,
         contrastive_top1=global_mean(top_is_positive, self.config.batch_size * num_views))
