@@ -13,14 +13,12 @@ import contextlib
 
 import tensorflow as tf
 
+from tfssl import optim
+
 
 def half_life_decay(steps_per_epoch, half_life_epochs=1.0):
   """The per-step decay that halves an old value's weight after `half_life_epochs`."""
   return 0.5 ** (1.0 / max(half_life_epochs * steps_per_epoch, 1e-9))
-
-
-def _path(variable):
-  return getattr(variable, "path", None) or variable.name.split(":")[0]
 
 
 class WeightAverage(tf.Module):
@@ -29,7 +27,7 @@ class WeightAverage(tf.Module):
   def __init__(self, variables, decay):
     super().__init__(name="weight_average")
     self.decay = float(decay)
-    self._variables = {_path(v): v for v in variables}
+    self._variables = {optim.variable_path(v): v for v in variables}
     if len(self._variables) != len(variables):
       raise ValueError("Variables to average must have distinct paths.")
     # The dict (not a list) makes the checkpoint key of each average its variable's path.

@@ -83,10 +83,6 @@ def resolve(config):
                     pseudo_labels=pseudo_labels, init_checkpoint=init_checkpoint)
 
 
-# Where an exported module (export.export_hub_module) keeps its variables, as a checkpoint.
-MODULE_VARIABLES = os.path.join("variables", "variables")
-
-
 def find_checkpoint(path, what):
   """The newest checkpoint of a run: `path` is its workdir, its checkpoints dir, a
   checkpoint prefix (WORKDIR/checkpoints/ckpt-1000), or an exported module (a module dir
@@ -100,7 +96,7 @@ def find_checkpoint(path, what):
         return latest
   if tf.io.gfile.isdir(path):
     try:
-      return os.path.join(export.resolve_module_dir(path), MODULE_VARIABLES)
+      return os.path.join(export.resolve_module_dir(path), export.MODULE_VARIABLES)
     except UserError:
       pass
   state = "does not exist" if not tf.io.gfile.exists(path) else "holds no checkpoint or module"

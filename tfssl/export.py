@@ -14,6 +14,10 @@ import tensorflow as tf
 from tfssl.errors import UserError
 
 MODULE_INFO = "module_info.json"
+# Where a module keeps its variables, readable as a checkpoint, and the attribute under
+# which that checkpoint holds the method's trackables (`backbone`, `head`...).
+MODULE_VARIABLES = os.path.join("variables", "variables")
+TRACKABLES_ATTRIBUTE = "_trackables"
 _IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 
 
@@ -28,7 +32,7 @@ class HubModule(tf.Module):
   def __init__(self, method):
     super().__init__(name="tfssl_module")
     self._method = method
-    self._trackables = dict(method.trackables())
+    setattr(self, TRACKABLES_ATTRIBUTE, dict(method.trackables()))
     self.variables = list(method.variables)
     self.trainable_variables = list(method.trainable_variables)
     self.regularization_losses = []

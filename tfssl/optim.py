@@ -11,10 +11,14 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
 _NOT_DECAYED_NAMES = ("bias", "gamma", "beta")
 
 
+def variable_path(variable):
+  """`resnet/conv1/kernel`: a Keras 3 variable's path, or a tf.Variable's name without `:0`."""
+  return (getattr(variable, "path", None) or variable.name).split(":")[0]
+
+
 def variable_short_name(variable):
   """`kernel` for a variable whose path is `resnet/conv1/kernel` (Keras 3 or tf.Variable)."""
-  name = getattr(variable, "path", None) or variable.name
-  return name.split("/")[-1].split(":")[0]
+  return variable_path(variable).split("/")[-1]
 
 
 def is_decayed(variable, skip_bias_and_bn=True):
@@ -110,9 +114,8 @@ class LARS(keras.optimizers.Optimizer):
     self.exclude_paths = tuple(exclude_paths)
 
   def _adapted(self, variable):
-    path = getattr(variable, "path", None) or variable.name
     return (is_decayed(variable, self.skip_bias_and_bn)
-            and not any(part in path for part in self.exclude_paths))
+            and not any(part in variable_path(variable) for part in self.exclude_paths))
 
   def build(self, variables):
     if self.built:

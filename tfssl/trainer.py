@@ -302,8 +302,9 @@ def make_weight_average(method, exp):
 
 
 def _saved_objects(checkpoint_path):
-  """Top-level object names in a checkpoint (`backbone`, `head`, `ema`, `optimizer`...), or
-  in an exported module's variables (its method's trackables).
+  """(top-level object names, whether it is an exported module's variables): `backbone`,
+  `head`, `ema`, `optimizer`... of a training checkpoint, or the method's trackables that
+  a module holds.
 
   Read from the object graph, not the keys: a variable is keyed by the first path that
   reaches it, which may run through the optimizer rather than the layer owning it.
@@ -312,18 +313,15 @@ def _saved_objects(checkpoint_path):
   graph.ParseFromString(
       tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
   children = {child.local_name: child.node_id for child in graph.nodes[0].children}
-  if MODULE_TRACKABLES in children:
-    return {child.local_name for child in graph.nodes[children[MODULE_TRACKABLES]].children}
-  return set(children)
-
-
-# The attribute of export.HubModule holding the method's trackables.
-MODULE_TRACKABLES = "_trackables"
+  if export_lib.TRACKABLES_ATTRIBUTE in children:
+    node = graph.nodes[children[export_lib.TRACKABLES_ATTRIBUTE]]
+    return {child.local_name for child in node.children}, True
+  return set(children), False
 
 
 def _restore_from_module(module_variables_path, trackables):
-  """Restores `trackables` from an exported module's variables (export.HubModule keeps
-  them under `_trackables`), checking every one of their variables gets a value.
+  """Restores `trackables` from an exported module's variables, checking every one of
+  their variables gets a value.
 
   tf.train.Checkpoint would add a `save_counter` that a SavedModel lacks, failing that
   check, so the restore goes through Checkpoint's own saver on a plain root.
@@ -331,7 +329,7 @@ def _restore_from_module(module_variables_path, trackables):
   from tensorflow.python.checkpoint import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from tensorflow.python.checkpoint import graph_view  # pylint: disable=g-import-not-at-top
   root = tf.Module()
-  setattr(root, MODULE_TRACKABLES, dict(trackables))
+  setattr(root, export_lib.TRACKABLES_ATTRIBUTE, dict(trackables))
   saver = checkpoint_lib.TrackableSaver(graph_view.ObjectGraphView(root))
   saver.restore(module_variables_path).expect_partial().assert_existing_objects_matched()
 
@@ -340,8 +338,7 @@ def initialize_from(method, checkpoint_path, strategy):
   """Loads every trackable of `method` that `checkpoint_path` (a training checkpoint or an
   exported module's variables) also holds, by name; from a training checkpoint of a run
   that kept Polyak averages, its averaged weights (what it evaluated and exported)."""
-  in_module = checkpoint_path.endswith(experiment_lib.MODULE_VARIABLES)
-  saved = _saved_objects(checkpoint_path)
+  saved, in_module = _saved_objects(checkpoint_path)
   trackables = {name: obj for name, obj in method.trackables_to_initialize().items()
                 if name in saved}
   if "backbone" not in trackables:
