@@ -18,7 +18,7 @@ _SKIPPED = {"count": 0}
 _SKIPPED_LOCK = threading.Lock()
 
 
-def _options(deterministic=True, threads=None):
+def options(deterministic=True, threads=None):
   options = tf.data.Options()
   options.deterministic = deterministic
   options.autotune.enabled = True
@@ -42,7 +42,7 @@ def id_lookup_table(ids, values, default_value):
       default_value=tf.constant(default_value, tf.constant(values).dtype))
 
 
-def _keep_ids_filter(keep_ids):
+def keep_ids_filter(keep_ids):
   table = id_lookup_table(keep_ids, np.ones(len(keep_ids), np.int32), 0)
   return lambda example: table.lookup(example["id"]) > 0
 
@@ -67,7 +67,7 @@ def _zeros(spec):
   return tf.zeros(shape, spec.dtype)
 
 
-def _map_skipping_corrupt(dataset, fn, finite=False):
+def map_skipping_corrupt(dataset, fn, finite=False):
   """fn(position, example) in parallel; examples whose decoding fails are dropped and logged.
 
   Elements carry their position through the map, so a gap between consecutive positions
@@ -138,7 +138,7 @@ def train_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=Non
   if keep_ids is not None:
     if not len(keep_ids):
       raise ValueError("keep_ids is empty: no example would be read.")
-    dataset = dataset.filter(_keep_ids_filter(keep_ids))
+    dataset = dataset.filter(keep_ids_filter(keep_ids))
   if cache:
     dataset = dataset.cache()
   if shuffle_buffer > 1:
@@ -151,9 +151,9 @@ def train_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=Non
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, position)
     return preprocess_fn(example, example_seed)
 
-  dataset = _map_skipping_corrupt(dataset, augment)
+  dataset = map_skipping_corrupt(dataset, augment)
   dataset = dataset.batch(batch_size, drop_remainder=True)
-  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic, threads))
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options(deterministic, threads))
 
 
 def _pad_batch(batch, batch_size):
@@ -168,9 +168,10 @@ def _pad_batch(batch, batch_size):
   return tf.nest.map_structure(pad, batch)
 
 
-def eval_dataset(source, *, batch_size, preprocess_fn, split=None, input_context=None,
-                 threads=None):
-  """One ordered pass over `split` in full batches; padding examples have mask 0.0.
+def eval_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=None,
+                 input_context=None, threads=None):
+  """One ordered pass over `split` (only `keep_ids`, if given) in full batches; padding
+  examples have mask 0.0.
 
   With several input pipelines every pipeline gets every P-th example and the same number
   of batches (fully masked ones at the end where its shard is shorter), so hosts of a
@@ -180,22 +181,26 @@ def eval_dataset(source, *, batch_size, preprocess_fn, split=None, input_context
   split = split or source.eval_split
   num_pipelines = input_context.num_input_pipelines if input_context else 1
   dataset = source.read(split)
+  num_examples = source.num_examples(split)
+  if keep_ids is not None:
+    dataset = dataset.filter(keep_ids_filter(keep_ids))
+    num_examples = len(keep_ids)
   num_batches = None
   if num_pipelines > 1:
     dataset = dataset.shard(num_pipelines, input_context.input_pipeline_id)
-    per_pipeline = -(-source.num_examples(split) // num_pipelines)
+    per_pipeline = -(-num_examples // num_pipelines)
     num_batches = -(-per_pipeline // batch_size)
 
   def prepare(position, example):
     del position
     return dict(preprocess_fn(example), mask=tf.constant(1.0))
 
-  dataset = _map_skipping_corrupt(dataset, prepare, finite=True)
+  dataset = map_skipping_corrupt(dataset, prepare, finite=True)
   dataset = dataset.batch(batch_size).map(lambda b: _pad_batch(b, batch_size))
   if num_batches is not None:
     empty = dataset.take(1).map(lambda b: tf.nest.map_structure(tf.zeros_like, b))
     dataset = dataset.concatenate(empty.repeat()).take(num_batches)
-  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(True, threads))
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options(True, threads))
 
 
 def two_stream_dataset(source, *, sup_batch_size, unsup_batch_size, sup_preprocess_fn,
@@ -215,8 +220,13 @@ def two_stream_dataset(source, *, sup_batch_size, unsup_batch_size, sup_preproce
                       **common)
   unsup = train_dataset(source, batch_size=unsup_batch_size, preprocess_fn=unsup_preprocess_fn,
                         seed=seed + 1, **common)
+  return zip_streams(sup, unsup, deterministic, threads)
+
+
+def zip_streams(sup, unsup, deterministic=True, threads=None):
+  """{"sup": a batch of `sup`, "unsup": a batch of `unsup`} per element."""
   dataset = tf.data.Dataset.zip({"sup": sup, "unsup": unsup})
-  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic, threads))
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options(deterministic, threads))
 
 
 def steps_per_epoch(num_examples, global_batch_size):
