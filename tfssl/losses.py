@@ -175,3 +175,71 @@ def top_false_negatives(views, all_views, offset, top_k, threshold):
   in_top_k = tf.scatter_nd(tf.stack([rows, tf.reshape(top, [-1])], axis=1),
                            tf.ones([n * k], tf.int32), tf.shape(scores)) > 0
   return tf.logical_and(tf.logical_and(in_top_k, scores > threshold), tf.logical_not(own))
+
+
+# --- PAWS (Assran et al. 2021) ------------------------------------------------------
+
+
+def support_label_matrix(labels, num_classes, smoothing=0.0):
+  """[S, num_classes] targets of the support images: one-hot, smoothed over the classes
+  that are in the support set (PAWS numbers the step's classes 0..K-1 and smooths over K;
+  columns of absent classes stay 0 here, which gives the same predictions and losses)."""
+  one_hot = tf.one_hot(tf.reshape(labels, [-1]), num_classes)
+  present = tf.reduce_max(one_hot, axis=0)
+  num_present = tf.reduce_sum(present)
+  return one_hot * (1.0 - smoothing) + present * (smoothing / num_present)
+
+
+def soft_nearest_neighbours(queries, supports, support_labels, temperature):
+  """[Q, C] class probabilities: softmax over the cosine similarities (/ temperature) of
+  each query to the supports, times the supports' label rows."""
+  queries = tf.math.l2_normalize(tf.cast(queries, tf.float32), axis=-1)
+  supports = tf.math.l2_normalize(tf.cast(supports, tf.float32), axis=-1)
+  weights = tf.nn.softmax(tf.matmul(queries, supports, transpose_b=True) / temperature, axis=-1)
+  return tf.matmul(weights, tf.cast(support_labels, tf.float32))
+
+
+def sharpen(probs, temperature):
+  """p ** (1 / temperature), renormalised: lower temperatures give more confident rows."""
+  sharp = tf.pow(probs, 1.0 / temperature)
+  return sharp / tf.reduce_sum(sharp, axis=-1, keepdims=True)
+
+
+def paws_targets(large_view_probs, num_views, sharpen_temperature, floor=1e-4):
+  """PAWS's targets of every view, view-major [num_views * n, C], from the predictions of
+  the two large views [2 * n, C] (view-major): each large view gets the other's sharpened
+  prediction, each further (small) view the mean of the two. Entries below `floor` are
+  zeroed as in PAWS."""
+  first, second = tf.split(sharpen(large_view_probs, sharpen_temperature), 2, axis=0)
+  mean = 0.5 * (first + second)
+  targets = tf.concat([second, first] + [mean] * (num_views - 2), axis=0)
+  return tf.where(targets < floor, 0.0, targets)
+
+
+def soft_cross_entropy(targets, probs):
+  """Per-row -sum(targets * log(probs)), 0 where a target is 0 (even if its prob is)."""
+  return -tf.reduce_sum(tf.math.xlogy(targets, probs), axis=-1)
+
+
+def negative_entropy(probs):
+  """sum(p log p) of one distribution (PAWS's mean-entropy-maximisation term, to minimise)."""
+  return tf.reduce_sum(tf.math.xlogy(probs, probs), axis=-1)
+
+
+def suncet(embeddings, all_embeddings, all_labels, offset, num_classes, temperature):
+  """SuNCEt (Assran et al. 2020), PAWS's CIFAR-10 fine-tuning loss.
+
+  Each row of `embeddings` (rows offset.. of `all_embeddings`) predicts the soft
+  nearest-neighbour class distribution over every other row of `all_embeddings`
+  (cosine / temperature); returns (per-row -log of its own class's probability, the
+  [n, num_classes] probabilities).
+  """
+  queries = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
+  keys = tf.math.l2_normalize(tf.cast(all_embeddings, tf.float32), axis=-1)
+  similarities = tf.matmul(queries, keys, transpose_b=True) / temperature
+  own_column = tf.one_hot(tf.range(tf.shape(queries)[0]) + offset, tf.shape(keys)[0])
+  weights = tf.nn.softmax(tf.where(own_column > 0, -1e9, similarities), axis=-1)
+  all_targets = tf.one_hot(tf.reshape(all_labels, [-1]), num_classes)
+  probs = tf.matmul(weights, all_targets)
+  own_targets = tf.gather(all_targets, tf.range(tf.shape(queries)[0]) + offset)
+  return soft_cross_entropy(own_targets, probs), probs

@@ -184,3 +184,43 @@ def gaussian_blur(image, seed, p=0.5, sigma_range=(0.1, 2.0), kernel_fraction=0.
   blurred = tf.cond(uniform(apply_seed) < p, lambda: blur(image, sigma, radius), lambda: image)
   blurred.set_shape(image.shape)
   return blurred
+
+
+def solarize(image, threshold=128.0 / 255.0):
+  """Values at or above `threshold` inverted (PIL ImageOps.solarize's default 128)."""
+  return tf.where(image >= threshold, 1.0 - image, image)
+
+
+@PREPROCESS.register("random_solarize")
+def random_solarize(image, seed, p=0.2):
+  """Solarize with probability p at a threshold drawn uniformly from the 8-bit range
+  (PAWS's CIFAR augmentation; a threshold above 1 leaves the image unchanged)."""
+  apply_seed, threshold_seed = split_seed(seed, 2)
+  threshold = uniform(threshold_seed, 0.0, 256.0 / 255.0)
+  return tf.cond(uniform(apply_seed) < p, lambda: solarize(image, threshold), lambda: image)
+
+
+def _equalize_channel(levels):
+  """PIL ImageOps.equalize of one channel of integer levels 0..255 [N]."""
+  histogram = tf.math.bincount(levels, minlength=256, maxlength=256)
+  last_level_count = tf.gather(histogram, tf.reduce_max(levels))
+  step = (tf.reduce_sum(histogram) - last_level_count) // 255
+
+  def equalized():
+    lookup = (tf.cumsum(histogram, exclusive=True) + step // 2) // tf.maximum(step, 1)
+    return tf.gather(tf.minimum(lookup, 255), levels)
+
+  return tf.cond(step > 0, equalized, lambda: levels)
+
+
+def equalize(image):
+  """Histogram equalisation per channel, on 8-bit levels as PIL does it."""
+  levels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.int32)
+  channels = tf.reshape(tf.transpose(tf.reshape(levels, [-1, 3])), [3, -1])
+  equalized = tf.stack([_equalize_channel(channels[c]) for c in range(3)], axis=1)
+  return tf.reshape(tf.cast(equalized, tf.float32) / 255.0, tf.shape(image))
+
+
+@PREPROCESS.register("random_equalize")
+def random_equalize(image, seed, p=0.2):
+  return tf.cond(uniform(seed) < p, lambda: equalize(image), lambda: image)

@@ -2,6 +2,7 @@
 
 from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_seed
 from tfssl.preprocess.photometric import color_distortion, gaussian_blur, inception_color
+from tfssl.preprocess.photometric import random_equalize, random_solarize
 
 
 @PREPROCESS.register("supervised_train")
@@ -33,3 +34,20 @@ def inception_train(image, seed, size, area_range=(0.05, 1.0)):
   crop_seed, color_seed = split_seed(seed, 2)
   return inception_color(supervised_train(image, crop_seed, size, area_range=area_range),
                          color_seed)
+
+
+PAWS_COLOR_RECIPES = ("imagenet", "cifar")
+
+
+@PREPROCESS.register("paws_view")
+def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagenet"):
+  """One PAWS crop (large, small or support): random-resized crop of `area_range`, flip,
+  colour jitter (p 0.8) and, as suncet's data_manager does it, per dataset:
+  "imagenet" grayscale (p 0.2) + blur (p 0.5); "cifar" solarize (p 0.2) + equalize (p 0.2)."""
+  crop_seed, color_seed, seed_a, seed_b = split_seed(seed, 4)
+  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  if color_recipe == "cifar":
+    image = color_distortion(image, color_seed, strength=strength, p_grayscale=0.0)
+    return random_equalize(random_solarize(image, seed_a), seed_b)
+  image = color_distortion(image, color_seed, strength=strength)
+  return gaussian_blur(image, seed_a)
