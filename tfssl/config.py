@@ -51,6 +51,7 @@ def base_config():
   c.train_epochs = 90.0  # 0 (with train_steps 0): no training, export the random init
   c.train_steps = 0  # > 0 overrides train_epochs
   c.warmup_epochs = 5.0
+  c.warmup_start_factor = 0.0  # warmup starts at learning_rate * warmup_start_factor
   c.lr_schedule = "piecewise"  # piecewise | cosine | constant
   c.decay_epochs = (30.0, 60.0, 80.0)
   c.decay_factor = 0.1

@@ -1,4 +1,5 @@
-"""Scores an exported hub module: linear evaluation, fine-tuning or k-nearest neighbours.
+"""Scores an exported hub module: linear evaluation, fine-tuning, k-nearest neighbours or
+PAWS's soft nearest neighbours (`snn`: the labelled subset `--labels` is the support set).
 
     python -m tfssl.eval_hub --hub_module=RUN/export/hub --dataset=digits \
         --protocol=linear --workdir=EVAL
@@ -38,7 +39,9 @@ from tfssl.registry import Registry
 
 PROTOCOLS = Registry("protocol")
 # Protocols that hold every train and eval feature vector of a tap in host memory.
-FEATURE_CACHING_PROTOCOLS = ("linear", "knn")
+FEATURE_CACHING_PROTOCOLS = ("linear", "knn", "snn")
+# Protocols that read only the `--labels` subset of the training split.
+LABEL_SUBSET_PROTOCOLS = ("finetune", "snn")
 
 
 def default_config():
@@ -73,6 +76,9 @@ def default_config():
   # knn: cosine similarity, the k nearest vote with weights exp(sim / temperature).
   c.knn_k = 20
   c.knn_temperature = 0.07
+  # snn: PAWS's soft nearest neighbours, softmax(cosine / temperature) over the labelled
+  # support set times its one-hot labels (suncet snn_eval.py).
+  c.snn_temperature = 0.1
   return c
 
 
@@ -116,15 +122,16 @@ class Task:
     return plan_pooling(shapes[representation], self.config.pool_mode,
                         self.config.pool_max_dims)
 
-  def features(self, split, representations):
-    """Pooled frozen features of every example of `split`: ({name: [N, D]}, labels, ids).
+  def features(self, split, representations, keep_ids=None):
+    """Pooled frozen features of every example of `split` (or of `keep_ids`):
+    ({name: [N, D]}, labels, ids).
 
     Each batch's taps are pooled before they are kept, so the cache holds D values per
     example, never a whole feature map.
     """
     poolings = {name: self.pooling(name) for name in representations}
     dataset = datasets.eval_dataset(self.source, split=split, batch_size=self.config.batch_size,
-                                    preprocess_fn=self.eval_preprocess)
+                                    preprocess_fn=self.eval_preprocess, keep_ids=keep_ids)
 
     @tf.function
     def represent(images):
@@ -142,6 +149,17 @@ class Task:
       ids.append(batch["id"].numpy()[keep])
     return ({k: np.concatenate(v) for k, v in outputs.items()}, np.concatenate(labels),
             np.concatenate(ids))
+
+  def labelled_ids(self, labels):
+    """Ids of the `labels` subset of the training split (None for all), and their count."""
+    ids, all_labels = self.source.labels_and_ids(self.source.train_split)
+    if labels == "all":
+      return None, len(ids)
+    keep_ids = datasets.select_labelled_ids(labels, ids, all_labels, self.source.num_classes,
+                                            seed=self.config.seed,
+                                            dataset_name=self.dataset_name,
+                                            dataset_dir=self.dataset_dir or None)
+    return keep_ids, len(keep_ids)
 
   def check_feature_cache(self, representation, splits):
     """Raises a UserError if caching `representation` on `splits` needs too much memory."""
@@ -364,6 +382,32 @@ def knn_protocol(task, representation):
           "num_examples": int(len(test_labels)), "k": task.config.knn_k}
 
 
+# --- snn -----------------------------------------------------------------------------
+
+
+def snn_scores(support_feats, support_labels, test_feats, num_classes, temperature, chunk=1024):
+  """[N_test, num_classes] soft nearest-neighbour class probabilities (PAWS)."""
+  support_targets = tf.one_hot(support_labels, num_classes)
+  scores = [losses.soft_nearest_neighbours(test_feats[start:start + chunk], support_feats,
+                                           support_targets, temperature).numpy()
+            for start in range(0, len(test_feats), chunk)]
+  return np.concatenate(scores) if scores else np.zeros([0, num_classes], np.float32)
+
+
+@PROTOCOLS.register("snn")
+def snn_protocol(task, representation, labels="all"):
+  source = task.source
+  keep_ids, num_support = task.labelled_ids(labels)
+  support, support_labels, _ = task.features(source.train_split, [representation], keep_ids)
+  test, test_labels, _ = task.features(source.eval_split, [representation])
+  scores = snn_scores(support[representation], support_labels, test[representation],
+                      source.num_classes, task.config.snn_temperature)
+  return {"top1": top_k_accuracy(scores, test_labels, 1),
+          "top5": top_k_accuracy(scores, test_labels, 5),
+          "num_examples": int(len(test_labels)), "labels": labels,
+          "num_support": int(num_support), "temperature": task.config.snn_temperature}
+
+
 # --- finetune ------------------------------------------------------------------------
 
 
@@ -371,14 +415,7 @@ def knn_protocol(task, representation):
 def finetune_protocol(task, representation, labels="all"):
   config = task.config
   source = task.source
-  ids, all_labels = source.labels_and_ids(source.train_split)
-  keep_ids = None
-  num_train = len(ids)
-  if labels != "all":
-    keep_ids = datasets.select_labelled_ids(labels, ids, all_labels, source.num_classes,
-                                            seed=config.seed, dataset_name=task.dataset_name,
-                                            dataset_dir=task.dataset_dir or None)
-    num_train = len(keep_ids)
+  keep_ids, num_train = task.labelled_ids(labels)
   batch_size = min(config.finetune_batch_size, num_train)
   steps = max(int(config.finetune_epochs * num_train / batch_size), 1)
   image_size = task.image_size
@@ -457,7 +494,7 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
       task.check_feature_cache(name, (task.source.train_split, task.source.eval_split))
   rows = []
   for name in representations:
-    kwargs = {"labels": labels} if protocol == "finetune" else {}
+    kwargs = {"labels": labels} if protocol in LABEL_SUBSET_PROTOCOLS else {}
     result = protocol_fn(task, name, **kwargs)
     pooling = poolings[name]
     row = dict(result, protocol=protocol, dataset=task.dataset_name, representation=name,
@@ -497,12 +534,13 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Only the command line defines flags, so the library can be imported anywhere."""
   flags.DEFINE_string("hub_module", None, "Module dir, or a run's export/hub dir (newest taken).")
-  flags.DEFINE_string("protocol", "linear", "linear | finetune | knn.")
+  flags.DEFINE_string("protocol", "linear", "linear | finetune | knn | snn.")
   flags.DEFINE_string("dataset", None, "Dataset (default: the module's).")
   flags.DEFINE_string("dataset_dir", None, "Dataset files.")
   flags.DEFINE_string("representation", "default",
                       "Output name, comma list, or 'all' (every output but logits).")
-  flags.DEFINE_string("labels", "all", "Label subset for finetune: all | 1pct | 10pct | N | ...")
+  flags.DEFINE_string("labels", "all", "Label subset for finetune and the snn support set: "
+                      "all | 1pct | 10pct | N | N_per_class | file:PATH.")
   flags.DEFINE_string("workdir", None, "Where results.json and summaries go.")
 
 

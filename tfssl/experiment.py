@@ -40,6 +40,11 @@ class Experiment:
   def new_method(self):
     return self.method_cls(self.config, self.num_classes, self.image_size)
 
+  def labelled_ids_or_all(self):
+    if self.labelled_ids is not None:
+      return self.labelled_ids
+    return self.source.labels_and_ids(self.source.train_split)[0]
+
 
 def resolve(config):
   """Validates names, dataset and label subset; computes the schedule length."""
@@ -59,6 +64,12 @@ def resolve(config):
         dataset_name=config.dataset, dataset_dir=config.dataset_dir or None)
     num_labelled = len(labelled_ids)
 
+  if method_cls.uses_support_stream(config):
+    ids, labels = source.labels_and_ids(source.train_split)
+    if labelled_ids is not None:
+      labels = labels[np.isin(datasets.ids_as_text(ids), datasets.ids_as_text(labelled_ids))]
+    datasets.check_support(labels, config.support_classes, config.support_images_per_class)
+
   pseudo_labels = None
   if config.pseudo_labels:
     ids, _ = source.labels_and_ids(source.train_split)
@@ -69,7 +80,8 @@ def resolve(config):
 
   if config.batch_size <= 0:
     raise UserError(f"batch_size must be positive, got {config.batch_size}.")
-  steps_per_epoch = max(num_labelled // config.batch_size, 1)
+  steps_per_epoch = method_cls.steps_per_epoch(config, num_labelled,
+                                               source.num_examples(source.train_split))
   if config.train_steps > 0:
     total_steps = int(config.train_steps)
   elif config.train_epochs == 0:

@@ -46,10 +46,11 @@ def scaled_learning_rate(config, global_batch_size):
 
 
 class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warmup from 0 to `peak` over `warmup_steps`, then cosine, piecewise or constant."""
+  """Linear warmup from `peak * start_factor` to `peak` over `warmup_steps`, then cosine
+  (to `peak * end_factor`), piecewise or constant."""
 
   def __init__(self, peak, total_steps, warmup_steps=0, kind="cosine", boundaries=(),
-               decay_factor=0.1, end_factor=0.0):
+               decay_factor=0.1, end_factor=0.0, start_factor=0.0):
     if kind not in ("cosine", "piecewise", "constant"):
       raise UserError(f"Unknown lr_schedule '{kind}'. Known: cosine, piecewise, constant.")
     self.peak = float(peak)
@@ -59,6 +60,7 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
     self.boundaries = tuple(int(b) for b in boundaries)
     self.decay_factor = float(decay_factor)
     self.end_factor = float(end_factor)
+    self.start_factor = float(start_factor)
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
@@ -74,14 +76,15 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
     else:
       decayed = tf.constant(self.peak)
     if self.warmup_steps > 0:
-      warmup = self.peak * step / self.warmup_steps
+      start = self.peak * self.start_factor
+      warmup = start + (self.peak - start) * step / self.warmup_steps
       return tf.where(step < self.warmup_steps, warmup, decayed)
     return decayed
 
   def get_config(self):
     return dict(peak=self.peak, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
                 kind=self.kind, boundaries=self.boundaries, decay_factor=self.decay_factor,
-                end_factor=self.end_factor)
+                end_factor=self.end_factor, start_factor=self.start_factor)
 
 
 def build_schedule(config, global_batch_size, steps_per_epoch, total_steps):
@@ -92,7 +95,8 @@ def build_schedule(config, global_batch_size, steps_per_epoch, total_steps):
       kind=config.lr_schedule,
       boundaries=[round(e * steps_per_epoch) for e in config.decay_epochs],
       decay_factor=config.decay_factor,
-      end_factor=config.end_lr_factor)
+      end_factor=config.end_lr_factor,
+      start_factor=config.warmup_start_factor)
 
 
 class LARS(keras.optimizers.Optimizer):

@@ -79,6 +79,18 @@ def make_train_dataset_fn(exp, method):
       relabel = pseudo_labels_lib.relabel_fn(
           exp.source.labels_and_ids(exp.source.train_split)[0], exp.pseudo_labels)
       train_preprocess = lambda features, seed: method.train_preprocess(relabel(features), seed)
+    if method.support_stream:
+      support = datasets.support_dataset(
+          exp.source, keep_ids=exp.labelled_ids_or_all(), classes_per_step=config.support_classes,
+          images_per_class=config.support_images_per_class, preprocess_fn=train_preprocess,
+          seed=config.seed, input_context=input_context)
+      if method.input_mode == "support":
+        return support
+      unsup = datasets.train_dataset(
+          exp.source, batch_size=input_context.get_per_replica_batch_size(config.batch_size),
+          preprocess_fn=method.unsup_preprocess, shuffle_buffer=config.shuffle_buffer,
+          seed=config.seed + 1, input_context=input_context)
+      return datasets.zip_streams(support, unsup)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(
           exp.source, sup_batch_size=per_replica,
@@ -121,9 +133,6 @@ class Trainer:
     self.paths = workdir_paths(workdir)
     self.chief = distribute.is_chief(strategy)
     experiment_lib.check_batch_divides(self.config.batch_size, strategy.num_replicas_in_sync)
-    if exp.method_cls.input_mode == "two_streams":
-      experiment_lib.check_batch_divides(methods.base.unsup_batch_size(self.config),
-                                         strategy.num_replicas_in_sync, "unsup_batch_size")
 
     _set_precision(self.config)
     # The same seed gives the same initial weights: a `train_epochs=0` run is exactly the
@@ -131,6 +140,7 @@ class Trainer:
     keras.utils.set_random_seed(self.config.seed)
     with strategy.scope():
       self.method = exp.new_method()
+      self._check_stream_batches()
       if distribute.is_tpu(strategy):
         self.method.jit_compile = False  # TPUStrategy compiles the whole step anyway.
       elif (strategy.num_replicas_in_sync > 1 and self.method.jit_compile
@@ -153,6 +163,16 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
         step_counter=self.optimizer.iterations)
+
+  def _check_stream_batches(self):
+    replicas = self.strategy.num_replicas_in_sync
+    if self.method.input_mode == "two_streams" and not self.method.support_stream:
+      experiment_lib.check_batch_divides(methods.base.unsup_batch_size(self.config), replicas,
+                                         "unsup_batch_size")
+    if self.method.support_stream:
+      experiment_lib.check_batch_divides(
+          self.config.support_classes * self.config.support_images_per_class, replicas,
+          "support_classes x support_images_per_class")
 
   @property
   def step(self):

@@ -13,5 +13,6 @@ from tfssl.methods import moam  # noqa: F401
 from tfssl.methods import pseudo_label  # noqa: F401
 from tfssl.methods import simclr  # noqa: F401
 from tfssl.methods import fnc  # noqa: F401
+from tfssl.methods import paws  # noqa: F401
 
 __all__ = ["METHODS", "Method", "get_method"]

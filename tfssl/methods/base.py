@@ -49,6 +49,26 @@ def cross_replica_concat(tensor):
   return gathered, context.replica_id_in_sync_group * tensor.shape[0]
 
 
+def cross_replica_sum(tensor):
+  """The sum of `tensor` over all replicas (differentiable: each replica's gradient is the
+  whole sum's)."""
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return tensor
+  return context.all_reduce(tf.distribute.ReduceOp.SUM, tensor)
+
+
+def num_replicas():
+  context = tf.distribute.get_replica_context()
+  return context.num_replicas_in_sync if context is not None else 1
+
+
+def views_major(views):
+  """[n, V, ...] views of n images -> [V * n, ...]: all first views, then all second views..."""
+  perm = [1, 0] + list(range(2, views.shape.rank))
+  return tf.reshape(tf.transpose(views, perm), [-1] + views.shape[2:].as_list())
+
+
 def top_k_correct(logits, labels, k):
   """1.0 where the label is among the k largest logits."""
   k = min(k, logits.shape[-1])
@@ -59,8 +79,12 @@ def top_k_correct(logits, labels, k):
 class Method:
   """Base class; subclasses register with `@METHODS.register(name)`."""
 
-  # "single": batches are {"image", "label"}; "two_streams": {"sup": {...}, "unsup": {...}}.
+  # "single": batches are {"image", "label"}; "two_streams": {"sup": {...}, "unsup": {...}};
+  # "support": class-stratified support batches only (`support_stream`), no unlabelled ones.
   input_mode = "single"
+  # Whether the "sup" batches are PAWS's class-stratified support sets
+  # (datasets.support_dataset with config.support_classes x support_images_per_class).
+  support_stream = False
   # Whether the step exchanges tensors between replicas (e.g. negatives of a contrastive
   # loss); off TPU, XLA cannot compile such a step over several replicas.
   gathers_across_replicas = False
@@ -74,6 +98,18 @@ class Method:
   def check_config(cls, config, image_size):
     """Raises UserError for a config this method cannot run; called before any work."""
     del config, image_size
+
+  @classmethod
+  def uses_support_stream(cls, config):
+    """Whether runs of `config` read class-stratified support batches."""
+    del config
+    return cls.support_stream
+
+  @classmethod
+  def steps_per_epoch(cls, config, num_labelled, num_train):
+    """Steps of one epoch: by default a pass over the labelled (training) stream."""
+    del num_train
+    return max(num_labelled // config.batch_size, 1)
 
   def __init__(self, config, num_classes, image_size):
     self.check_config(config, image_size)

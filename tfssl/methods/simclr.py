@@ -27,7 +27,7 @@ from tfssl import models
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import METHODS, ClassifierHead, Method, cross_replica_concat
-from tfssl.methods.base import global_mean, top_k_correct
+from tfssl.methods.base import global_mean, top_k_correct, views_major
 
 TRAIN_MODES = ("pretrain", "finetune")
 
@@ -214,8 +214,7 @@ class SimCLR(Method):
     views = batch["views"]
     batch_size, num_views = views.shape[:2]
     # One pass over all views, view-major, so batch norm sees them all (SimCLR's concat).
-    images = tf.reshape(tf.transpose(views, [1, 0, 2, 3, 4]),
-                        [num_views * batch_size] + views.shape[2:].as_list())
+    images = views_major(views)
     _, hiddens = self.hiddens(images, training)
     embeddings = tf.math.l2_normalize(tf.cast(hiddens[-1], tf.float32), axis=-1)
     embeddings = tf.reshape(embeddings, [num_views, batch_size, -1])
