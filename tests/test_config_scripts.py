@@ -114,6 +114,9 @@ def test_scripts_were_found():
                               "imagenet_finetune_1pct", "imagenet_finetune_10pct",
                               "cifar10_pretrain")}
   assert contrastive <= names
+  paws = {"config/paws/cifar10_4000.sh", "config/paws/imagenet_10pct.sh",
+          "config/paws/imagenet_1pct.sh"}
+  assert paws <= names
   label_names = {os.path.relpath(p, REPO) for p in LABEL_SCRIPTS}
   assert {"config/pseudo_label/imagenet_label.sh", "config/moam/step2.sh",
           "config/moam/cifar10_step2.sh"} <= label_names
