@@ -20,8 +20,9 @@ Fine-tuning, the paper's two ways (both with `--init_from` a pretraining run):
   (fc1, bn1, ReLU) + a new zero-initialised linear head learn the labelled images with
   cross-entropy (crop + flip); exports `logits`.
 - `train_mode=suncet` (its CIFAR-10 protocol, snn_fine_tune.py): support batches only,
-  SuNCEt (each support crop's soft-NN prediction over the other crops of the gathered
-  support set) on z, with every batch norm in inference mode; evaluated with soft-NN.
+  of flipped centre crops, SuNCEt (each support crop's soft-NN prediction over the other
+  crops of the gathered support set) on z, with every batch norm in inference mode;
+  evaluated with soft-NN.
 
 Exports `default` and the taps, `proj` (h) and, with the prediction head, `pred` (z):
 soft-NN evaluation uses z, i.e. `pred` with the head and `proj` without.
@@ -270,11 +271,17 @@ class PAWS(Method):
     return tf.stack([self.crop(image, crop_seed, size, area) for crop_seed in seeds])
 
   def train_preprocess(self, features, seed):
-    """A support image: `support_views` large crops; finetune: crop + flip."""
+    """A support image: `support_views` large crops (suncet: flipped centre crops, the
+    "basic" views of snn_fine_tune.py); finetune: crop + flip."""
     if self.mode == "finetune":
       return super().train_preprocess(features, seed)
-    views = self.crops(features["image"], seed, self.config.support_views, self.image_size,
-                       self.large_area)
+    if self.mode == "suncet":
+      image = pp.eval_crop(features["image"], self.image_size)
+      seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.config.support_views))
+      views = tf.stack([pp.random_flip(image, view_seed) for view_seed in seeds])
+    else:
+      views = self.crops(features["image"], seed, self.config.support_views, self.image_size,
+                         self.large_area)
     return {"views": views, "label": features["label"]}
 
   def unsup_preprocess(self, features, seed):
