@@ -14,7 +14,7 @@ is comparable on a shared, noisy machine.
 
 Two rates per method:
   images/s  source images: the global batch_size, plus unsup_batch_size for two-stream
-            methods.
+            methods; for PAWS the unlabelled batch plus the support set.
 `pseudo_label` is timed on a pseudo-label file holding the dataset's own labels.
   inputs/s  network inputs: the rows (leading dimension) of every tensor the step feeds
             `method.backbone`: rotations, crops, views, patches. They are counted once per
@@ -142,7 +142,11 @@ class StepRunner:
         lambda context: dataset_fn(context).take(1).cache().repeat()))
     self.loop = self.trainer._train_loop_fn()  # pylint: disable=protected-access
     self.images_per_step = config.batch_size
-    if method.input_mode == "two_streams":
+    if method.support_stream:  # PAWS: the support set, plus the unlabelled batch
+      support = config.support_classes * config.support_images_per_class
+      self.images_per_step = support + (config.batch_size if method.input_mode == "two_streams"
+                                        else 0)
+    elif method.input_mode == "two_streams":
       self.images_per_step += methods.base.unsup_batch_size(config)
     self.inputs_per_step = backbone_inputs_per_step(method, strategy, next(self.iterator))
     self.backbone_image_size = method.backbone_image_size
