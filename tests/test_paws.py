@@ -152,14 +152,18 @@ def test_paws_cross_entropy_and_me_max_hand_computed():
 
 def test_suncet_hand_computed_leaves_each_crop_out_of_its_own_support():
   z = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
-  labels = np.array([0, 0, 1])
-  per_crop, probs = losses.suncet(z, z, labels, 0, 2, temperature=1.0)
+  targets = np.eye(2, dtype=np.float32)[[0, 0, 1]]
+  per_crop, probs = losses.suncet(z, z, targets, 0, temperature=1.0)
   # Crop 0 sees crop 1 (cosine 1, class 0) and crop 2 (cosine 0, class 1).
   p0 = math.e / (math.e + 1.0)
   np.testing.assert_allclose(probs.numpy()[0], [p0, 1 - p0], rtol=1e-6)
   np.testing.assert_allclose(per_crop.numpy()[:2], [-math.log(p0)] * 2, rtol=1e-6)
   # Crop 2 sees two class-0 crops at cosine 0: probability 0 on its own class.
   np.testing.assert_allclose(probs.numpy()[2], [1.0, 0.0], atol=1e-6)
+  # A replica holding rows 1..2 of the gathered set leaves out columns 1 and 2.
+  local_loss, local_probs = losses.suncet(z[1:], z, targets, 1, temperature=1.0)
+  np.testing.assert_allclose(local_probs.numpy(), probs.numpy()[1:], rtol=1e-6)
+  np.testing.assert_allclose(local_loss.numpy(), per_crop.numpy()[1:], rtol=1e-6)
 
 
 # --- the step ---------------------------------------------------------------------------
@@ -254,6 +258,14 @@ def test_finetune_starts_from_the_pretrained_encoder_and_first_projection_layer(
   tuned = trainer.train(tiny_config("paws", *PAWS, EAGER, "train_mode=finetune", "train_steps=2",
                                     init_from=pretrained), str(tmp_path / "tuned"))
   assert tuned.method.head.dense.kernel.numpy().any()
+  projection, before = tuned.method.projection, start.method.projection
+  # fc1 and bn1 learn (bn1 in training mode: its averages move); the rest is dropped.
+  assert not np.array_equal(projection.fc1.kernel.numpy(), before.fc1.kernel.numpy())
+  assert not np.array_equal(projection.bn1.moving_mean.numpy(), before.bn1.moving_mean.numpy())
+  trainable = {id(v) for v in tuned.method.trainable_variables}
+  for layer in (projection.fc2, projection.bn2, projection.fc3):
+    assert not any(id(v) in trainable for v in layer.weights)
+  np.testing.assert_array_equal(projection.fc3.kernel.numpy(), before.fc3.kernel.numpy())
 
 
 def test_suncet_finetuning_trains_with_batch_norm_statistics_frozen(pretrained, tmp_path):
@@ -268,6 +280,12 @@ def test_suncet_finetuning_trains_with_batch_norm_statistics_frozen(pretrained, 
   for a, b in zip(moving, source_moving):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert math.isfinite(run.history[-1][1]["loss"])
+  # ... while the weights, batch-norm scales included, learn.
+  gammas = [(a, b) for a, b in zip(run.method.backbone.weights, source.method.backbone.weights)
+            if "gamma" in a.path]
+  assert gammas and any(not np.array_equal(a.numpy(), b.numpy()) for a, b in gammas)
+  assert not np.array_equal(run.method.projection.fc3.kernel.numpy(),
+                            source.method.projection.fc3.kernel.numpy())
 
 
 def test_snn_scores_constructed_case():
@@ -281,11 +299,22 @@ def test_snn_scores_constructed_case():
 
 
 def test_snn_protocol_uses_the_label_subset_as_support(pretrained, tmp_path):
-  result = eval_hub.evaluate(os.path.join(pretrained, "export", "hub"), "snn",
-                             str(tmp_path / "eval"), representation="proj",
+  module = os.path.join(pretrained, "export", "hub")
+  result = eval_hub.evaluate(module, "snn", str(tmp_path / "eval"), representation="proj",
                              labels="5_per_class")
   assert result["num_support"] == 50 and result["num_examples"] == 360
-  assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+  # The same number from the subset's features by hand.
+  task = eval_hub.Task(eval_hub.export_lib.resolve_module_dir(module), None, None,
+                       eval_hub.default_config())
+  source = task.source
+  ids, labels = source.labels_and_ids(source.train_split)
+  keep = datasets.select_labelled_ids("5_per_class", ids, labels, 10, seed=0)
+  support, support_labels, support_ids = task.features(source.train_split, ["proj"])
+  chosen = np.isin(datasets.ids_as_text(support_ids), datasets.ids_as_text(keep))
+  test, test_labels, _ = task.features(source.eval_split, ["proj"])
+  scores = eval_hub.snn_scores(support["proj"][chosen], support_labels[chosen], test["proj"],
+                               10, 0.1)
+  assert result["top1"] == pytest.approx(np.mean(scores.argmax(1) == test_labels))
 
 
 @pytest.mark.parametrize("override,message", [

@@ -226,20 +226,20 @@ def negative_entropy(probs):
   return tf.reduce_sum(tf.math.xlogy(probs, probs), axis=-1)
 
 
-def suncet(embeddings, all_embeddings, all_labels, offset, num_classes, temperature):
+def suncet(embeddings, all_embeddings, all_targets, offset, temperature):
   """SuNCEt (Assran et al. 2020), PAWS's CIFAR-10 fine-tuning loss.
 
-  Each row of `embeddings` (rows offset.. of `all_embeddings`) predicts the soft
-  nearest-neighbour class distribution over every other row of `all_embeddings`
-  (cosine / temperature); returns (per-row -log of its own class's probability, the
-  [n, num_classes] probabilities).
+  Each row of `embeddings` (rows offset.. of `all_embeddings`, whose class rows are
+  `all_targets` [N, C]) predicts the soft nearest-neighbour class distribution over every
+  other row of `all_embeddings` (cosine / temperature); returns (per-row cross-entropy to
+  its own target row, the [n, C] probabilities).
   """
   queries = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
   keys = tf.math.l2_normalize(tf.cast(all_embeddings, tf.float32), axis=-1)
   similarities = tf.matmul(queries, keys, transpose_b=True) / temperature
   own_column = tf.one_hot(tf.range(tf.shape(queries)[0]) + offset, tf.shape(keys)[0])
   weights = tf.nn.softmax(tf.where(own_column > 0, -1e9, similarities), axis=-1)
-  all_targets = tf.one_hot(tf.reshape(all_labels, [-1]), num_classes)
+  all_targets = tf.cast(all_targets, tf.float32)
   probs = tf.matmul(weights, all_targets)
   own_targets = tf.gather(all_targets, tf.range(tf.shape(queries)[0]) + offset)
   return soft_cross_entropy(own_targets, probs), probs

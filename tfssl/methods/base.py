@@ -276,7 +276,8 @@ class ClassifierHead(keras.layers.Layer):
   """Linear classifier on pre-logits features, computed in float32."""
 
   def __init__(self, num_classes, zero_init=False, **kwargs):
-    super().__init__(**kwargs)
+    # float32 as a layer too, so mixed_bfloat16 does not round its input before the cast.
+    super().__init__(dtype="float32", **kwargs)
     # An explicit name keeps variable paths (head/dense/kernel) the same in every process
     # and method, which Polyak averages and --init_from match by.
     self.dense = keras.layers.Dense(

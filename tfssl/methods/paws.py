@@ -20,7 +20,7 @@ Fine-tuning, the paper's two ways (both with `--init_from` a pretraining run):
   (fc1, bn1, ReLU) + a new zero-initialised linear head learn the labelled images with
   cross-entropy (crop + flip); exports `logits`.
 - `train_mode=suncet` (its CIFAR-10 protocol, snn_fine_tune.py): support batches only,
-  of flipped centre crops, SuNCEt (each support crop's soft-NN prediction over the other
+  of flipped centre crops (CIFAR's "basic" augmentation), SuNCEt (each support crop's soft-NN prediction over the other
   crops of the gathered support set) on z, with every batch norm in inference mode;
   evaluated with soft-NN.
 
@@ -216,12 +216,14 @@ class PAWS(Method):
     config = self.config
     hidden = config.proj_hidden_dim or self.feature_dim
     self.embedding_dim = config.proj_out_dim or self.feature_dim
+    # float32 layers: under mixed_bfloat16 their inputs are not rounded to bfloat16.
     self.projection = ProjectionHead(self.feature_dim, hidden, self.embedding_dim, config,
-                                     name="projection")
+                                     name="projection", dtype="float32")
     self.projection.build((None, self.feature_dim))
     self.prediction = None
     if config.use_pred_head:
-      self.prediction = PredictionHead(self.embedding_dim, config, name="prediction")
+      self.prediction = PredictionHead(self.embedding_dim, config, name="prediction",
+                                       dtype="float32")
       self.prediction.build((None, self.embedding_dim))
     self.head = None
     if self.mode == "finetune":
@@ -257,8 +259,12 @@ class PAWS(Method):
     if self.prediction is not None:
       reps["pred"] = z
     if self.head is not None:
-      reps["logits"] = self.head(self.projection.first_layer(outputs["default"]))
+      reps["logits"] = self.logits(outputs, training)
     return reps
+
+  def logits(self, backbone_outputs, training):
+    """Fine-tuning's classifier: the new head on relu(bn1(fc1(pre-logits)))."""
+    return self.head(self.projection.first_layer(backbone_outputs["default"], training))
 
   # --- input ----------------------------------------------------------------
 
@@ -358,21 +364,22 @@ class PAWS(Method):
     }
 
   def suncet_loss(self, support):
-    """SuNCEt on the support crops; batch norm in inference mode, as snn_fine_tune.py."""
+    """SuNCEt on the support crops (label-smoothed as the support set of pretraining);
+    batch norm in inference mode, as snn_fine_tune.py."""
     config = self.config
     images = views_major(support["views"])
     labels = tf.tile(support["label"], [config.support_views])
     z = self.embed(images, training=False)[2]
     all_z, offset = cross_replica_concat(z)
     all_labels, _ = cross_replica_concat(labels)
-    per_crop, probs = losses.suncet(z, all_z, all_labels, offset, self.num_classes,
-                                    config.temperature)
+    targets = losses.support_label_matrix(all_labels, self.num_classes, config.label_smoothing)
+    per_crop, probs = losses.suncet(z, all_z, targets, offset, config.temperature)
     global_crops = config.support_classes * config.support_images_per_class * config.support_views
     return global_mean(per_crop, global_crops), {
         "suncet_top1": global_mean(top_k_correct(probs, labels, 1), global_crops)}
 
   def finetune_loss(self, batch, training):
-    logits = self.representations(batch["image"], training)["logits"]
+    logits = self.logits(self.backbone(batch["image"], training=training), training)
     per_example = losses.softmax_cross_entropy(logits, batch["label"], self.num_classes)
     batch_size = self.config.batch_size
     return global_mean(per_example, batch_size), {
