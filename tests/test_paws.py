@@ -325,3 +325,16 @@ def test_snn_protocol_uses_the_label_subset_as_support(pretrained, tmp_path):
 def test_bad_paws_settings_are_named(override, message):
   with pytest.raises(UserError, match=message):
     experiment.resolve(tiny_config("paws", *PAWS, override))
+
+
+def test_snn_support_is_the_subset_the_module_trained_with(pretrained):
+  task = eval_hub.Task(os.path.join(pretrained, "export", "hub", "3"), None, None,
+                       eval_hub.default_config())
+  task.info["config"]["seed"] = 3  # as if trained with --config.seed=3
+  ids, labels = task.source.labels_and_ids(task.source.train_split)
+  trained_with = datasets.select_labelled_ids("5_per_class", ids, labels, 10, seed=3)
+  np.testing.assert_array_equal(task.labelled_ids("5_per_class")[0], trained_with)
+  # Another spec is not the run's subset: eval_hub's own seed draws it.
+  np.testing.assert_array_equal(task.labelled_ids("4_per_class")[0],
+                                datasets.select_labelled_ids("4_per_class", ids, labels, 10,
+                                                             seed=0))

@@ -151,12 +151,18 @@ class Task:
             np.concatenate(ids))
 
   def labelled_ids(self, labels):
-    """Ids of the `labels` subset of the training split (None for all), and their count."""
+    """Ids of the `labels` subset of the training split (None for all), and their count.
+
+    The subset the module's run trained with (same spec and dataset) is drawn with that
+    run's seed, so it is the same images."""
     ids, all_labels = self.source.labels_and_ids(self.source.train_split)
     if labels == "all":
       return None, len(ids)
+    seed = self.config.seed
+    if labels == self.info.get("labels") and self.dataset_name == self.info.get("dataset"):
+      seed = self.info.get("config", {}).get("seed", seed)
     keep_ids = datasets.select_labelled_ids(labels, ids, all_labels, self.source.num_classes,
-                                            seed=self.config.seed,
+                                            seed=seed,
                                             dataset_name=self.dataset_name,
                                             dataset_dir=self.dataset_dir or None)
     return keep_ids, len(keep_ids)
