@@ -169,6 +169,19 @@ def test_same_seed_gives_the_same_initial_weights(tmp_path):
   assert not all(np.array_equal(a, v.numpy()) for a, v in zip(weights, other.method.variables))
 
 
+def test_the_same_config_trains_identically_in_two_processes(tmp_path):
+  """Initial weights and every update are the same in a new process: the seed, not the
+  process, decides them (an initializer made at import time once broke this)."""
+  outputs = []
+  for name in ("a", "b"):
+    result = subprocess.run(_cli(tmp_path / name, "--config.train_steps=10",
+                                 "--config.steps_per_loop=5"),
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs.append(json.loads(result.stdout[result.stdout.index("{"):])["metrics"])
+  assert outputs[0] == outputs[1]
+
+
 @pytest.mark.parametrize("name", methods.METHODS.names())
 def test_checkpoint_of_the_trackables_holds_every_variable(name, tmp_path):
   """Keras 3 layers kept in plain lists are invisible to TF checkpoints; every variable

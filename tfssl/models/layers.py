@@ -11,9 +11,13 @@ import keras
 
 from tfssl.errors import UserError
 
-# Convolutions are followed by BN, so they have no bias; He-normal (fan-out) as in
-# torchvision and the TF official ResNets.
-_CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
+
+def _conv_init():
+  """He-normal (fan out, truncated), as torchvision and the TF official ResNets; the
+  convolutions have no bias since BN follows them. A new initializer per layer: an
+  unseeded Keras 3 initializer draws its seed when it is made, so one made at import time
+  gave every process different weights whatever `keras.utils.set_random_seed` said."""
+  return keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
 
 
 _STAGE_STRIDES = (1, 2, 2, 2)
@@ -98,7 +102,7 @@ class LayerFactory:
     if stride > 1 and kernel_size > 1:
       x = self.pad(x, kernel_size, name=f"{name}_pad")
       padding = "valid"
-    initializer = "zeros" if zero_init else _CONV_INIT
+    initializer = "zeros" if zero_init else _conv_init()
     return keras.layers.Conv2D(
         filters, kernel_size, strides=stride, padding=padding, use_bias=False,
         kernel_initializer=initializer, name=self.name(name))(x)
