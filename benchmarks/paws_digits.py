@@ -4,9 +4,12 @@
    set drawn from `--labels` (default 5 per class: 50 labelled images); soft
    nearest-neighbour evaluation (`eval_hub --protocol=snn`, the same labelled images as
    support) of its `proj` output, as PAWS reports it, and of its `default` features.
-2. `supervised` trains on the same labelled images for the same number of steps; it is
-   scored with soft-NN on its `default` features and with its own classifier.
-3. The same network at its random initialisation, soft-NN on `default`.
+2. The paper's two fine-tunings of that run on the same labels: SuNCEt (CIFAR-10's,
+   `train_mode=suncet`, scored with soft-NN on `proj`) and a new head on fc1 + bn1
+   (ImageNet's, `train_mode=finetune`, scored by `--run_eval`), each with its recipe.
+3. `supervised` trains on the same labelled images for as many steps as PAWS pretrains;
+   it is scored with soft-NN on its `default` features and with its own classifier.
+4. The same network at its random initialisation, soft-NN on `default`.
 Top-1 on the 360 test images.
 
     python benchmarks/paws_digits.py [--labels=5_per_class] [--epochs=100] [--workdir=DIR]
@@ -41,6 +44,15 @@ COMMON = ["model_width=0.25", "image_size=16", "steps_per_loop=25",
 # x 2 views.
 PAWS = ["batch_size=64", "support_classes=10", "support_images_per_class=5",
         "support_views=2", "num_local_views=6", "multicrop=cifar"]
+# suncet's fine-tunings: cifar10_snn.yaml (SuNCEt: LARS lr 0.1 cosine to 0.01, 30 epochs of
+# labelled / support images, no smoothing) and imgnt_fine_tune.yaml (Nesterov SGD lr 0.02
+# cosine to 0, no weight decay, 50 epochs of the labelled images).
+SUNCET = PAWS[:-2] + ["train_mode=suncet", "learning_rate=0.1", "end_lr_factor=0.1",
+                      "warmup_epochs=0", "weight_decay=0", "label_smoothing=0",
+                      "train_epochs=30"]
+FINETUNE = ["train_mode=finetune", "batch_size=32", "optimizer=sgd", "nesterov=true",
+            "learning_rate=0.02", "lr_scaling=none", "lr_schedule=cosine", "end_lr_factor=0",
+            "warmup_epochs=0", "weight_decay=0", "crop_area_min=0.08", "train_epochs=50"]
 # The S4L digits benchmark's supervised recipe.
 SUPERVISED = ["batch_size=32", "optimizer=sgd", "learning_rate=0.1", "lr_base_batch_size=32",
               "lr_schedule=cosine", "warmup_epochs=0", "weight_decay=5e-4",
@@ -87,10 +99,21 @@ def main():
   random_dir = os.path.join(args.workdir, "random_init")
   _train(_config("paws", PAWS + ["train_epochs=0"], labels=args.labels), random_dir)
 
+  suncet_dir = os.path.join(args.workdir, "paws_suncet")
+  _train(_config("paws", SUNCET, labels=args.labels, init_from=paws_dir), suncet_dir)
+  finetune_dir = os.path.join(args.workdir, "paws_finetune")
+  finetune_config = _config("paws", FINETUNE, labels=args.labels, init_from=paws_dir)
+  _train(finetune_config, finetune_dir)
+  finetuned = trainer.run_eval(finetune_config, finetune_dir)
+
   results = trainer.run_eval(supervised_config, supervised_dir)
   rows = [
       ("paws", "snn", "proj", score(paws_dir, "snn", "proj", args.labels)),
       ("paws", "snn", "default", score(paws_dir, "snn", "default", args.labels)),
+      ("paws + SuNCEt fine-tuning", "snn", "proj",
+       score(suncet_dir, "snn", "proj", args.labels)),
+      ("paws + fine-tuning (fc1 + new head)", "own classifier", "logits",
+       finetuned[max(finetuned, key=int)]["top1"]),
       ("supervised", "snn", "default", score(supervised_dir, "snn", "default", args.labels)),
       ("supervised", "own classifier", "logits", results[max(results, key=int)]["top1"]),
       ("random init", "snn", "default", score(random_dir, "snn", "default", args.labels)),
