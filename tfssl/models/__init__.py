@@ -14,6 +14,7 @@ from tfssl.models import layers
 from tfssl.models import resnet
 from tfssl.models import revnet
 from tfssl.models import vgg
+from tfssl.models import vit
 from tfssl.models import wide_resnet
 from tfssl.registry import Registry
 
@@ -22,6 +23,7 @@ resnet.register_all(MODELS)
 revnet.register_all(MODELS)
 wide_resnet.register_all(MODELS)
 vgg.register_all(MODELS)
+vit.register_all(MODELS)
 
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,

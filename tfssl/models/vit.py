@@ -1,0 +1,146 @@
+"""Vision Transformers (Dosovitskiy et al. 2021) as DINO and Suave/Daino use them.
+
+Patch embedding (a p x p conv of stride p), a class token, learned position embeddings,
+pre-norm blocks (LayerNorm -> multi-head self-attention -> residual, LayerNorm -> MLP of
+4x the width with GELU -> residual), a final LayerNorm. `default` is the class token's
+features after it; taps are `stem` (the patch embeddings) and `block1`..`blockN` (each
+block's patch tokens), as [h, w, C] maps. Initialisation as DINO's vision_transformer.py:
+truncated normal (std 0.02) weights, zero biases, unit LayerNorm scales, eps 1e-6.
+
+Images other than the built size work: the position embeddings of the patch grid are
+resized bicubically to the input's grid (DINO's `interpolate_pos_encoding`), which its
+multi-crop's 96-px crops need. Images of at most 64 px (unless `cifar_stem` says
+otherwise) get 4-px patches, as ViTs on CIFAR usually do; ImageNet sizes get the model's
+own patch size.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl.errors import UserError
+from tfssl.models import layers as layers_lib
+
+_LN_EPSILON = 1e-6
+_SMALL_IMAGE_PATCH = 4
+
+
+def _weights_init():
+  # A new initializer each time: see layers._conv_init.
+  return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+class ClassTokenAndPositions(keras.layers.Layer):
+  """[B, h, w, C] patch embeddings -> [B, 1 + h*w, C] tokens with position embeddings
+  (learnt for the built grid, resized to other grids)."""
+
+  def __init__(self, grid, **kwargs):
+    super().__init__(**kwargs)
+    self.grid = grid
+
+  def build(self, input_shape):
+    channels = input_shape[-1]
+    self.class_token = self.add_weight(name="class_token", shape=(1, 1, channels),
+                                       initializer=_weights_init())
+    self.positions = self.add_weight(name="positions",
+                                     shape=(1, 1 + self.grid * self.grid, channels),
+                                     initializer=_weights_init())
+
+  def grid_positions(self, height, width):
+    channels = self.positions.shape[-1]
+    grid = tf.reshape(self.positions[:, 1:], [1, self.grid, self.grid, channels])
+    if isinstance(height, int) and isinstance(width, int) and height == width == self.grid:
+      return tf.reshape(grid, [1, -1, channels])
+    resized = tf.image.resize(grid, [height, width], method="bicubic")
+    return tf.reshape(resized, [1, -1, channels])
+
+  def call(self, patches):
+    shape = tf.shape(patches)
+    height = patches.shape[1] if patches.shape[1] is not None else shape[1]
+    width = patches.shape[2] if patches.shape[2] is not None else shape[2]
+    channels = patches.shape[-1]
+    tokens = tf.reshape(patches, [shape[0], -1, channels])
+    class_tokens = tf.tile(tf.cast(self.class_token, tokens.dtype), [shape[0], 1, 1])
+    positions = tf.concat([self.positions[:, :1], self.grid_positions(height, width)], axis=1)
+    return tf.concat([class_tokens, tokens], axis=1) + tf.cast(positions, tokens.dtype)
+
+
+class TokensToMap(keras.layers.Layer):
+  """[B, 1 + h*w, C] tokens and the [B, h, w, C] patch map -> the patch tokens as a map."""
+
+  def call(self, inputs):
+    tokens, patches = inputs
+    shape = tf.shape(patches)
+    return tf.reshape(tokens[:, 1:], [shape[0], shape[1], shape[2], tokens.shape[-1]])
+
+
+class ClassToken(keras.layers.Layer):
+
+  def call(self, tokens):
+    return tokens[:, 0]
+
+
+def _layer_norm(x, name):
+  return keras.layers.LayerNormalization(epsilon=_LN_EPSILON, name=name)(x)
+
+
+def _dense(x, units, name, activation=None):
+  return keras.layers.Dense(units, activation=activation, kernel_initializer=_weights_init(),
+                            name=name)(x)
+
+
+def _block(x, dim, heads, name):
+  y = _layer_norm(x, f"{name}_norm1")
+  y = keras.layers.MultiHeadAttention(heads, dim // heads, kernel_initializer=_weights_init(),
+                                      name=f"{name}_attention")(y, y)
+  x = keras.layers.Add(name=f"{name}_add1")([x, y])
+  y = _layer_norm(x, f"{name}_norm2")
+  y = _dense(y, 4 * dim, f"{name}_mlp_fc1", activation="gelu")
+  y = _dense(y, dim, f"{name}_mlp_fc2")
+  return keras.layers.Add(name=f"{name}_add2")([x, y])
+
+
+def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=1.0,
+                       cifar_stem=None, patch_net=False, zero_init_residual=False,
+                       name="vit"):
+  """Functional ViT returning float32 {stem, block1..block`depth`, default}."""
+  if patch_net:
+    raise UserError("Vision Transformers have no patch-net layout; for Jigsaw / relative "
+                    "patch location use a ResNet, RevNet or VGG.")
+  if zero_init_residual:
+    raise UserError("zero_init_residual applies to ResNets, not Vision Transformers.")
+  if cifar_stem is None:
+    cifar_stem = image_size <= 64
+  patch = _SMALL_IMAGE_PATCH if cifar_stem else patch_size
+  if image_size % patch:
+    raise UserError(f"A ViT with {patch}-px patches needs an image size divisible by {patch}; "
+                    f"got {image_size}.")
+  # The width multiplier keeps the heads; each head stays at least 1 wide.
+  dim = max(heads, round(layers_lib.scaled(dim, width) / heads) * heads)
+  images, x = ops.inputs(image_size)
+  patches = keras.layers.Conv2D(dim, patch, strides=patch, kernel_initializer=_weights_init(),
+                                name=ops.name("stem_patch_embedding"))(x)
+  taps = {"stem": patches}
+  tokens = ClassTokenAndPositions(image_size // patch, name=ops.name("stem_tokens"))(patches)
+  for index in range(1, depth + 1):
+    tokens = _block(tokens, dim, heads, ops.name(f"block{index}"))
+    taps[f"block{index}"] = TokensToMap(name=ops.name(f"block{index}_map"))([tokens, patches])
+  features = ClassToken(name=ops.name("class_token"))(_layer_norm(tokens, ops.name("norm")))
+  outputs = {tap: layers_lib.Float32(name=ops.name(f"out_{tap}"))(value)
+             for tap, value in taps.items()}
+  outputs["default"] = layers_lib.Float32(name=ops.name("out_default"))(features)
+  model = keras.Model(images, outputs, name=ops.name(name))
+  model.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: 3})
+  return model
+
+
+# name: (width, depth, heads, patch size)
+_REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16)}
+
+
+def register_all(registry):
+  for model_name, (dim, depth, heads, patch_size) in _REGISTERED.items():
+    def builder(ops, model_name=model_name, dim=dim, depth=depth, heads=heads,
+                patch_size=patch_size, **kwargs):
+      return vision_transformer(ops, dim=dim, depth=depth, heads=heads, patch_size=patch_size,
+                                name=model_name, **kwargs)
+    registry.register(model_name)(builder)
