@@ -243,3 +243,72 @@ def suncet(embeddings, all_embeddings, all_targets, offset, temperature):
   probs = tf.matmul(weights, all_targets)
   own_targets = tf.gather(all_targets, tf.range(tf.shape(queries)[0]) + offset)
   return soft_cross_entropy(own_targets, probs), probs
+
+
+# --- SwAV / Suave and DINO / Daino ----------------------------------------------------------
+
+
+def sinkhorn_knopp(scores, epsilon, iterations, global_sum=tf.identity):
+  """SwAV's equipartitioned soft assignments (Caron et al. 2020, distributed_sinkhorn).
+
+  `scores` [n, K]: this replica's cosine similarities to the K prototypes (bounded, so
+  exp(scores / epsilon) needs no shift: a per-replica shift would skew the transport).
+  `global_sum` sums a tensor over all replicas (identity on one). Alternately normalises
+  Q = exp(scores / epsilon) so every prototype gets 1/K of the global batch's mass and
+  every sample 1/B; returns [n, K] rows that sum to 1 (the targets), without gradient.
+  """
+  scores = tf.stop_gradient(tf.cast(scores, tf.float32))
+  num_samples = global_sum(tf.cast(tf.shape(scores)[0], tf.float32))
+  num_prototypes = tf.cast(tf.shape(scores)[1], tf.float32)
+  q = tf.exp(scores / epsilon)
+  q /= global_sum(tf.reduce_sum(q))
+  for _ in range(iterations):
+    q /= global_sum(tf.reduce_sum(q, axis=0, keepdims=True)) * num_prototypes
+    q /= tf.reduce_sum(q, axis=1, keepdims=True) * num_samples
+  return q * num_samples
+
+
+def swapped_prediction(logits, assignments, temperature):
+  """SwAV's loss per image [n]: each assigned view's targets predicted by every other view.
+
+  `logits` [V, n, K]: prototype scores of all V views (view-major, the assigned ones first);
+  `assignments` [A, n, K]: targets of the first A views. Averaged over the A x (V - 1)
+  (target, other view) pairs, as SwAV.
+  """
+  log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
+  num_views, num_assigned = log_probs.shape[0], assignments.shape[0]
+  total = 0.0
+  for target_view in range(num_assigned):
+    for view in range(num_views):
+      if view != target_view:
+        total += -tf.reduce_sum(assignments[target_view] * log_probs[view], axis=-1)
+  return total / (num_assigned * (num_views - 1))
+
+
+def dino_teacher_probs(teacher_logits, center, temperature):
+  """DINO's teacher targets: softmax((logits - center) / temperature), no gradient."""
+  return tf.stop_gradient(tf.nn.softmax(
+      (tf.cast(teacher_logits, tf.float32) - center) / temperature, axis=-1))
+
+
+def dino_cross_entropy(student_logits, teacher_probs, temperature):
+  """DINO's loss per image [n]: -sum(teacher * log_softmax(student / temperature)) over
+  every (teacher view, student view) pair of different views, averaged over the pairs.
+
+  `student_logits` [V, n, K] (view-major; the first T views are the teacher's views),
+  `teacher_probs` [T, n, K].
+  """
+  log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
+  total, pairs = 0.0, 0
+  for teacher_view in range(teacher_probs.shape[0]):
+    for view in range(log_probs.shape[0]):
+      if view != teacher_view:
+        total += -tf.reduce_sum(teacher_probs[teacher_view] * log_probs[view], axis=-1)
+        pairs += 1
+  return total / pairs
+
+
+def updated_center(center, batch_mean_logits, momentum):
+  """DINO's centre: an exponential moving average (momentum) of the teacher's mean logits
+  over the global batch."""
+  return center * momentum + tf.cast(batch_mean_logits, tf.float32) * (1.0 - momentum)
