@@ -47,7 +47,7 @@ def test_sinkhorn_knopp_on_two_replicas_equals_one_replica_on_the_global_batch(
 def test_swapped_prediction_hand_computed():
   logits = np.array([[[math.log(3.0), 0.0]], [[0.0, 0.0]]], np.float32)  # 2 views, 1 image
   assignments = np.array([[[1.0, 0.0]], [[0.5, 0.5]]], np.float32)
-  got = losses.swapped_prediction(logits, assignments, temperature=1.0).numpy()
+  got = losses.cross_view_cross_entropy(logits, assignments, temperature=1.0).numpy()
   # View 0's target predicted by view 1 (uniform): log 2; view 1's by view 0 (0.75/0.25).
   expected = 0.5 * (math.log(2.0) + -(0.5 * math.log(0.75) + 0.5 * math.log(0.25)))
   np.testing.assert_allclose(got, [expected], rtol=1e-6)
@@ -66,7 +66,7 @@ def test_dino_cross_entropy_skips_a_views_own_target():
   teacher = np.array([[[1.0, 0.0]], [[0.0, 1.0]]], np.float32)  # 2 global views, 1 image
   student = np.zeros([3, 1, 2], np.float32)  # 2 global + 1 local, uniform predictions
   student[0, 0] = [math.log(3.0), 0.0]  # view 0 predicts (0.75, 0.25)
-  got = losses.dino_cross_entropy(student, teacher, temperature=1.0).numpy()
+  got = losses.cross_view_cross_entropy(student, teacher, temperature=1.0).numpy()
   # Pairs: (t0, s1) log 2, (t0, s2) log 2, (t1, s0) -log 0.25, (t1, s2) log 2.
   expected = (3 * math.log(2.0) - math.log(0.25)) / 4
   np.testing.assert_allclose(got, [expected], rtol=1e-6)

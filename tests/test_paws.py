@@ -243,17 +243,22 @@ def pretrained(tmp_path_factory):
   return workdir
 
 
+def _pretrained_method(workdir):
+  run = trainer.Trainer(experiment.resolve(tiny_config("paws", *PAWS, EAGER, "train_steps=3")),
+                        workdir, tf.distribute.get_strategy())
+  run.restore()
+  return run.method
+
+
 def test_finetune_starts_from_the_pretrained_encoder_and_first_projection_layer(pretrained,
                                                                               tmp_path):
   start = trainer.train(tiny_config("paws", *PAWS, EAGER, "train_mode=finetune", "train_epochs=0",
                                     init_from=pretrained), str(tmp_path / "start"))
-  source = trainer.Trainer(experiment.resolve(tiny_config("paws", *PAWS, EAGER, "train_steps=3")),
-                           pretrained, tf.distribute.get_strategy())
-  source.restore()
-  for a, b in zip(start.method.backbone.weights, source.method.backbone.weights):
+  source = _pretrained_method(pretrained)
+  for a, b in zip(start.method.backbone.weights, source.backbone.weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   np.testing.assert_array_equal(start.method.projection.fc1.kernel.numpy(),
-                                source.method.projection.fc1.kernel.numpy())
+                                source.projection.fc1.kernel.numpy())
   assert not start.method.head.dense.kernel.numpy().any()
   tuned = trainer.train(tiny_config("paws", *PAWS, EAGER, "train_mode=finetune", "train_steps=2",
                                     init_from=pretrained), str(tmp_path / "tuned"))
@@ -272,20 +277,18 @@ def test_suncet_finetuning_trains_with_batch_norm_statistics_frozen(pretrained, 
   run = trainer.train(tiny_config("paws", *PAWS, EAGER, "train_mode=suncet", "train_steps=2",
                                   init_from=pretrained), str(tmp_path / "suncet"))
   moving = [w for w in run.method.backbone.weights if "moving" in w.path]
-  source = trainer.Trainer(experiment.resolve(tiny_config("paws", *PAWS, EAGER, "train_steps=3")),
-                           pretrained, tf.distribute.get_strategy())
-  source.restore()
-  source_moving = [w for w in source.method.backbone.weights if "moving" in w.path]
+  source = _pretrained_method(pretrained)
+  source_moving = [w for w in source.backbone.weights if "moving" in w.path]
   assert moving
   for a, b in zip(moving, source_moving):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert math.isfinite(run.history[-1][1]["loss"])
   # ... while the weights, batch-norm scales included, learn.
-  gammas = [(a, b) for a, b in zip(run.method.backbone.weights, source.method.backbone.weights)
+  gammas = [(a, b) for a, b in zip(run.method.backbone.weights, source.backbone.weights)
             if "gamma" in a.path]
   assert gammas and any(not np.array_equal(a.numpy(), b.numpy()) for a, b in gammas)
   assert not np.array_equal(run.method.projection.fc3.kernel.numpy(),
-                            source.method.projection.fc3.kernel.numpy())
+                            source.projection.fc3.kernel.numpy())
 
 
 def test_snn_scores_constructed_case():

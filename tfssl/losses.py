@@ -268,44 +268,28 @@ def sinkhorn_knopp(scores, epsilon, iterations, global_sum=tf.identity):
   return q * num_samples
 
 
-def swapped_prediction(logits, assignments, temperature):
-  """SwAV's loss per image [n]: each assigned view's targets predicted by every other view.
+def cross_view_cross_entropy(logits, targets, temperature):
+  """Per image [n]: each target view's targets predicted by every other view, averaged
+  over the T x (V - 1) (target view, other view) pairs. SwAV's swapped prediction
+  (targets: Sinkhorn assignments) and DINO's loss (targets: the centred teacher) alike.
 
-  `logits` [V, n, K]: prototype scores of all V views (view-major, the assigned ones first);
-  `assignments` [A, n, K]: targets of the first A views. Averaged over the A x (V - 1)
-  (target, other view) pairs, as SwAV.
+  `logits` [V, n, K]: all V views' scores (view-major, the T target views first);
+  `targets` [T, n, K]; predictions are softmax(logits / temperature).
   """
   log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32) / temperature, axis=-1)
-  num_views, num_assigned = log_probs.shape[0], assignments.shape[0]
+  num_views, num_targets = log_probs.shape[0], targets.shape[0]
   total = 0.0
-  for target_view in range(num_assigned):
+  for target_view in range(num_targets):
     for view in range(num_views):
       if view != target_view:
-        total += -tf.reduce_sum(assignments[target_view] * log_probs[view], axis=-1)
-  return total / (num_assigned * (num_views - 1))
+        total += -tf.reduce_sum(targets[target_view] * log_probs[view], axis=-1)
+  return total / (num_targets * (num_views - 1))
 
 
 def dino_teacher_probs(teacher_logits, center, temperature):
   """DINO's teacher targets: softmax((logits - center) / temperature), no gradient."""
   return tf.stop_gradient(tf.nn.softmax(
       (tf.cast(teacher_logits, tf.float32) - center) / temperature, axis=-1))
-
-
-def dino_cross_entropy(student_logits, teacher_probs, temperature):
-  """DINO's loss per image [n]: -sum(teacher * log_softmax(student / temperature)) over
-  every (teacher view, student view) pair of different views, averaged over the pairs.
-
-  `student_logits` [V, n, K] (view-major; the first T views are the teacher's views),
-  `teacher_probs` [T, n, K].
-  """
-  log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-  total, pairs = 0.0, 0
-  for teacher_view in range(teacher_probs.shape[0]):
-    for view in range(log_probs.shape[0]):
-      if view != teacher_view:
-        total += -tf.reduce_sum(teacher_probs[teacher_view] * log_probs[view], axis=-1)
-        pairs += 1
-  return total / pairs
 
 
 def updated_center(center, batch_mean_logits, momentum):

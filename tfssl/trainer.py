@@ -87,9 +87,9 @@ def make_train_dataset_fn(exp, method):
       if method.input_mode == "support":
         return support
       unsup = datasets.train_dataset(
-          exp.source, batch_size=input_context.get_per_replica_batch_size(config.batch_size),
-          preprocess_fn=method.unsup_preprocess, shuffle_buffer=config.shuffle_buffer,
-          seed=config.seed + 1, input_context=input_context)
+          exp.source, batch_size=per_replica, preprocess_fn=method.unsup_preprocess,
+          shuffle_buffer=config.shuffle_buffer, seed=config.seed + 1,
+          input_context=input_context)
       return datasets.zip_streams(support, unsup)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(

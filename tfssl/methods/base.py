@@ -194,8 +194,7 @@ class Method:
 
   def weight_decay_loss(self):
     """The L2 term, split over replicas because their gradients are summed."""
-    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    return optim.loss_weight_decay(self.config, self.trainable_variables) / replicas
+    return optim.loss_weight_decay(self.config, self.trainable_variables) / num_replicas()
 
   def gradients(self, batch):
     variables = self.trainable_variables

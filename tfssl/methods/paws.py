@@ -202,8 +202,8 @@ class PAWS(Method):
     self.support_stream = self.uses_support_stream(config)
     self.input_mode = {"pretrain": "two_streams", "suncet": "support"}.get(self.mode, "single")
     self.gathers_across_replicas = self.support_stream
-    preset = _PRESETS[multicrop_preset(config.multicrop, image_size)]
     self.color_recipe = multicrop_preset(config.multicrop, image_size)
+    preset = _PRESETS[self.color_recipe]
     self.large_area = preset["large_area"]
     self.local_area = preset["local_area"]
     self.local_size = config.local_crop_size or max(
@@ -273,7 +273,7 @@ class PAWS(Method):
                         color_recipe=self.color_recipe)
 
   def crops(self, image, seed, count, size, area):
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, count))
+    seeds = pp.split_seed(seed, count)
     return tf.stack([self.crop(image, crop_seed, size, area) for crop_seed in seeds])
 
   def train_preprocess(self, features, seed):
@@ -283,7 +283,7 @@ class PAWS(Method):
       return super().train_preprocess(features, seed)
     if self.mode == "suncet":
       image = pp.eval_crop(features["image"], self.image_size)
-      seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.config.support_views))
+      seeds = pp.split_seed(seed, self.config.support_views)
       views = tf.stack([pp.random_flip(image, view_seed) for view_seed in seeds])
     else:
       views = self.crops(features["image"], seed, self.config.support_views, self.image_size,
@@ -292,7 +292,7 @@ class PAWS(Method):
 
   def unsup_preprocess(self, features, seed):
     """An unlabelled image: two large crops and `num_local_views` small ones."""
-    large_seed, local_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    large_seed, local_seed = pp.split_seed(seed, 2)
     batch = {"views": self.crops(features["image"], large_seed, 2, self.image_size,
                                  self.large_area),
              "label": features["label"]}  # only for the online accuracy

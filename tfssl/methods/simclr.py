@@ -198,7 +198,7 @@ class SimCLR(Method):
   def train_preprocess(self, features, seed):
     if self.finetuning:
       return super().train_preprocess(features, seed)  # crop + flip
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, self.num_views))
+    seeds = pp.split_seed(seed, self.num_views)
     views = tf.stack([self.view(features["image"], view_seed) for view_seed in seeds])
     return {"views": views, "label": features["label"]}
 
