@@ -39,6 +39,18 @@ def test_positions_at_the_built_grid_are_the_learnt_ones():
   assert layer.grid_positions(4, 4).shape == (1, 16, layer.positions.shape[-1])
 
 
+@pytest.mark.parametrize("size", [1, 3, 6, 14])
+def test_positions_resize_like_tf_bicubic_without_its_kernel(size):
+  """The fixed-matrix resize (XLA has no bicubic kernel) matches tf.image.resize up to
+  its 1024-entry coefficient table, and compiles."""
+  model = models.build_model("vit_s16", image_size=32, width=0.0625)
+  layer = model.get_layer("stem_tokens")
+  grid = tf.reshape(layer.positions[:, 1:], [1, 8, 8, -1])
+  expected = tf.image.resize(grid, [size, size], method="bicubic").numpy().reshape(1, -1, 24)
+  compiled = tf.function(lambda: layer.grid_positions(size, size), jit_compile=True)
+  np.testing.assert_allclose(compiled().numpy(), expected, atol=2e-4)
+
+
 def test_default_is_the_normalised_class_token():
   model = models.build_model("vit_s16", image_size=16, width=0.0625)
   images = tf.random.uniform([3, 16, 16, 3])

@@ -75,6 +75,8 @@ def base_config():
   # decoupled: applied by the optimizer (AdamW, LARS).
   c.weight_decay_mode = "l2"
   c.weight_decay_skip_bias_and_bn = True
+  # >= 0 (adamw only): the decay follows a cosine from weight_decay to this (DINO).
+  c.weight_decay_end = -1.0
   c.label_smoothing = 0.0
   # Evaluate and export an exponential moving average of the weights (S4L's Polyak
   # averaging: decay 0.5 ** (1 / steps), a half-life of polyak_half_life_epochs).

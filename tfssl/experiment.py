@@ -38,7 +38,9 @@ class Experiment:
   init_checkpoint: Optional[str] = None  # --init_from resolved to a checkpoint path
 
   def new_method(self):
-    return self.method_cls(self.config, self.num_classes, self.image_size)
+    method = self.method_cls(self.config, self.num_classes, self.image_size)
+    method.set_schedule(self.steps_per_epoch, self.total_steps)
+    return method
 
   def labelled_ids_or_all(self):
     if self.labelled_ids is not None:

@@ -34,7 +34,7 @@ class HubModule(tf.Module):
     self._method = method
     setattr(self, TRACKABLES_ATTRIBUTE, dict(method.trackables()))
     self.variables = list(method.variables)
-    self.trainable_variables = list(method.trainable_variables)
+    self.trainable_variables = list(method.exported_trainable_variables())
     self.regularization_losses = []
     self.__call__ = tf.function(self._represent)
     self.serving_default = tf.function(

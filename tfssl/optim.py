@@ -1,5 +1,6 @@
 """Optimizers, learning-rate schedules and weight decay (Keras 3 optimizer API only)."""
 
+import functools
 import math
 
 import keras
@@ -8,7 +9,9 @@ import tensorflow as tf
 from tfssl.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
-_NOT_DECAYED_NAMES = ("bias", "gamma", "beta")
+# Biases, normalisation scales/offsets and weight-norm magnitudes (DINO's head): DINO
+# decays no bias and no 1-d parameter.
+_NOT_DECAYED_NAMES = ("bias", "gamma", "beta", "magnitude")
 
 
 def variable_path(variable):
@@ -153,8 +156,44 @@ class LARS(keras.optimizers.Optimizer):
     return config
 
 
-def build_optimizer(config, learning_rate):
-  """The configured Keras 3 optimizer; decoupled weight decay lives here, L2 in the loss."""
+def cosine_between(start, end, step, total_steps):
+  """`start` at step 0 to `end` at `total_steps` along a half cosine (DINO's schedules)."""
+  progress = tf.clip_by_value(tf.cast(step, tf.float32) / max(total_steps, 1), 0.0, 1.0)
+  return end + (start - end) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+
+
+class AdamWCosineDecay(keras.optimizers.AdamW):
+  """AdamW whose decoupled weight decay follows a cosine from `weight_decay` to
+  `weight_decay_end` over `total_steps` (DINO's wd_schedule: 0.04 -> 0.4)."""
+
+  def __init__(self, learning_rate, weight_decay_end, total_steps, **kwargs):
+    super().__init__(learning_rate, **kwargs)
+    self.weight_decay_end = float(weight_decay_end)
+    self.total_steps = int(total_steps)
+
+  # Keras reads `self.weight_decay` when it applies the decay; a property makes it a
+  # function of the step counter inside the compiled update.
+  @property
+  def weight_decay(self):
+    if self._weight_decay_start is None or not hasattr(self, "total_steps"):
+      return self._weight_decay_start
+    return cosine_between(self._weight_decay_start, self.weight_decay_end, self.iterations,
+                          self.total_steps)
+
+  @weight_decay.setter
+  def weight_decay(self, value):
+    self._weight_decay_start = value
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(weight_decay=self._weight_decay_start, weight_decay_end=self.weight_decay_end,
+                  total_steps=self.total_steps)
+    return config
+
+
+def build_optimizer(config, learning_rate, total_steps=1):
+  """The configured Keras 3 optimizer; decoupled weight decay lives here, L2 in the loss
+  (`total_steps`: the length of a weight-decay schedule)."""
   decoupled_wd = config.weight_decay if config.weight_decay_mode == "decoupled" else 0.0
   if config.weight_decay_mode not in ("l2", "decoupled"):
     raise UserError(f"Unknown weight_decay_mode '{config.weight_decay_mode}'. Known: l2, decoupled.")
@@ -169,6 +208,9 @@ def build_optimizer(config, learning_rate):
     if name == "adamw":
       # AdamW's decay is decoupled by definition, whatever weight_decay_mode says.
       kwargs["weight_decay"] = config.weight_decay
+      if config.weight_decay_end >= 0:
+        cls = functools.partial(AdamWCosineDecay, weight_decay_end=config.weight_decay_end,
+                                total_steps=total_steps)
     elif decoupled_wd:
       kwargs["weight_decay"] = decoupled_wd
     optimizer = cls(learning_rate, **kwargs)
@@ -179,6 +221,9 @@ def build_optimizer(config, learning_rate):
                 exclude_paths=config.lars_exclude)
   else:
     raise UserError(f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}.")
+  if config.weight_decay_end >= 0 and name != "adamw":
+    raise UserError(f"weight_decay_end={config.weight_decay_end} (a weight-decay schedule) "
+                    "needs optimizer=adamw; set weight_decay_end=-1 for a constant decay.")
   if config.weight_decay_skip_bias_and_bn and optimizer.weight_decay:
     optimizer.exclude_from_weight_decay(var_names=list(_NOT_DECAYED_NAMES))
   return optimizer

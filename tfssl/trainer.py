@@ -154,7 +154,7 @@ class Trainer:
       schedule = optim.build_schedule(self.config, self.config.batch_size,
                                       exp.steps_per_epoch, exp.total_steps)
       self.schedule = schedule
-      self.optimizer = optim.build_optimizer(self.config, schedule)
+      self.optimizer = optim.build_optimizer(self.config, schedule, exp.total_steps)
       self.optimizer.build(self.method.trainable_variables)
       self.ema = make_weight_average(self.method, exp)
       state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
@@ -183,6 +183,7 @@ class Trainer:
     if not latest:
       if self.exp.init_checkpoint:
         initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
+        self.method.after_initialize()
         if self.ema:  # the average starts at the starting weights, not the random ones
           self.ema.reset()
       return 0

@@ -14,5 +14,7 @@ from tfssl.methods import pseudo_label  # noqa: F401
 from tfssl.methods import simclr  # noqa: F401
 from tfssl.methods import fnc  # noqa: F401
 from tfssl.methods import paws  # noqa: F401
+from tfssl.methods import suave  # noqa: F401
+from tfssl.methods import daino  # noqa: F401
 
 __all__ = ["METHODS", "Method", "get_method"]

@@ -120,18 +120,38 @@ class Method:
     self.backbone_image_size = image_size
     self.jit_compile = config.jit_compile
     self._compiled = {}
+    # The run's schedule (Experiment.new_method sets it) and the optimizer's step counter
+    # (train_step attaches it), for methods whose step follows a schedule of its own.
+    self.steps_per_epoch_count = 1
+    self.total_steps = 1
+    self.step_counter = None
+
+  def set_schedule(self, steps_per_epoch, total_steps):
+    self.steps_per_epoch_count = max(int(steps_per_epoch), 1)
+    self.total_steps = max(int(total_steps), 1)
+
+  def current_step(self):
+    """Updates done before this step (0 outside a training step)."""
+    if self.step_counter is None:
+      return tf.constant(0, tf.int64)
+    return tf.cast(self.step_counter, tf.int64)
 
   # --- models ---------------------------------------------------------------
 
   def build(self):
     """Creates the Keras models; called inside `strategy.scope()`."""
-    self.backbone = models.build_model(
-        self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
-        sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
-        bn_epsilon=self.config.bn_epsilon, **self.backbone_options())
+    self.backbone = self.new_backbone()
     self.feature_dim = self.backbone(
         tf.zeros((1, self.backbone_image_size, self.backbone_image_size, 3)),
         training=False)["default"].shape[-1]
+
+  def new_backbone(self, name_prefix=None):
+    """A backbone of the configured architecture (`name_prefix`: a second copy's layer
+    names, e.g. a teacher's)."""
+    return models.build_model(
+        self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
+        sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
+        bn_epsilon=self.config.bn_epsilon, name_prefix=name_prefix, **self.backbone_options())
 
   def backbone_options(self):
     """Extra `models.build_model` arguments this method's backbone needs."""
@@ -158,6 +178,14 @@ class Method:
     for obj in self.trackables().values():
       variables.extend(obj.variables)
     return variables
+
+  def exported_trainable_variables(self):
+    """The variables a module's user fine-tunes: those `representations` computes with."""
+    return self.trainable_variables
+
+  def after_initialize(self):
+    """Runs after `--init_from` loaded weights (a teacher copies them, say)."""
+    return None
 
   def representations(self, images, training=False):
     """The exported dict: `default` (pre-logits) plus named taps (and `logits` if any)."""
@@ -212,16 +240,17 @@ class Method:
     With one replica there is nothing to all-reduce, so the update is compiled into
     the same XLA program, which saves launching every optimizer op separately.
     """
+    self.step_counter = optimizer.iterations
     if tf.distribute.get_replica_context().num_replicas_in_sync == 1:
       return self.compiled(self._step_with_update)(batch, optimizer)
     grads, metrics = self.compiled(self.gradients)(batch)
-    optimizer.apply_gradients(zip(grads, self.trainable_variables))
+    optimizer.apply_gradients(zip(self.adjust_gradients(grads), self.trainable_variables))
     self.after_step()
     return metrics
 
   def _step_with_update(self, batch, optimizer):
     grads, metrics = self.gradients(batch)
-    optimizer.apply_gradients(zip(grads, self.trainable_variables))
+    optimizer.apply_gradients(zip(self.adjust_gradients(grads), self.trainable_variables))
     self.after_step()
     return metrics
 
@@ -233,6 +262,10 @@ class Method:
     if fn.__name__ not in self._compiled:
       self._compiled[fn.__name__] = tf.function(fn, jit_compile=True)
     return self._compiled[fn.__name__]
+
+  def adjust_gradients(self, grads):
+    """The gradients the optimizer applies (SwAV zeroes its prototypes' at first)."""
+    return grads
 
   def after_step(self):
     """Runs after each update (EMA teachers, queues)."""

@@ -9,12 +9,16 @@ truncated normal (std 0.02) weights, zero biases, unit LayerNorm scales, eps 1e-
 
 Images other than the built size work: the position embeddings of the patch grid are
 resized bicubically to the input's grid (DINO's `interpolate_pos_encoding`), which its
-multi-crop's 96-px crops need. Images of at most 64 px (unless `cifar_stem` says
+multi-crop's 96-px crops need. For a static grid the resize is a product with fixed
+interpolation matrices (XLA, and so TPUs, have no bicubic-resize kernel). Images of at most 64 px (unless `cifar_stem` says
 otherwise) get 4-px patches, as ViTs on CIFAR usually do; ImageNet sizes get the model's
 own patch size.
 """
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfssl.errors import UserError
@@ -27,6 +31,32 @@ _SMALL_IMAGE_PATCH = 4
 def _weights_init():
   # A new initializer each time: see layers._conv_init.
   return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _keys_cubic(distance, a=-0.5):
+  distance = abs(distance)
+  if distance <= 1:
+    return ((a + 2) * distance - (a + 3)) * distance * distance + 1
+  if distance < 2:
+    return ((a * distance - 5 * a) * distance + 8 * a) * distance - 4 * a
+  return 0.0
+
+
+def bicubic_resize_matrix(in_size, out_size):
+  """[out_size, in_size] weights of tf.image.resize's bicubic interpolation along one axis
+  (Keys' kernel a = -0.5, half-pixel centres, taps outside the input dropped and the rest
+  renormalised), computed exactly rather than from TF's 1024-entry table."""
+  matrix = np.zeros((out_size, in_size), np.float32)
+  scale = in_size / out_size
+  for row in range(out_size):
+    center = (row + 0.5) * scale - 0.5
+    first = math.floor(center) - 1
+    taps = {index: _keys_cubic(center - index) for index in range(first, first + 4)
+            if 0 <= index < in_size}
+    total = sum(taps.values())
+    for index, weight in taps.items():
+      matrix[row, index] = weight / total
+  return matrix
 
 
 class ClassTokenAndPositions(keras.layers.Layer):
@@ -48,9 +78,14 @@ class ClassTokenAndPositions(keras.layers.Layer):
   def grid_positions(self, height, width):
     channels = self.positions.shape[-1]
     grid = tf.reshape(self.positions[:, 1:], [1, self.grid, self.grid, channels])
-    if isinstance(height, int) and isinstance(width, int) and height == width == self.grid:
-      return tf.reshape(grid, [1, -1, channels])
-    resized = tf.image.resize(grid, [height, width], method="bicubic")
+    if isinstance(height, int) and isinstance(width, int):
+      if height == width == self.grid:
+        return tf.reshape(grid, [1, -1, channels])
+      rows = tf.constant(bicubic_resize_matrix(self.grid, height), grid.dtype)
+      columns = tf.constant(bicubic_resize_matrix(self.grid, width), grid.dtype)
+      resized = tf.einsum("hi,bijc,wj->bhwc", rows, grid, columns)
+    else:
+      resized = tf.image.resize(grid, [height, width], method="bicubic")
     return tf.reshape(resized, [1, -1, channels])
 
   def call(self, patches):

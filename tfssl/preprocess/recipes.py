@@ -1,8 +1,11 @@
 """Augmentations composed from the ops: the standard training views."""
 
-from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_seed
-from tfssl.preprocess.photometric import color_distortion, gaussian_blur, inception_color
-from tfssl.preprocess.photometric import random_equalize, random_solarize
+import tensorflow as tf
+
+from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_seed, uniform
+from tfssl.preprocess.photometric import color_distortion, color_jitter, gaussian_blur
+from tfssl.preprocess.photometric import inception_color, random_equalize, random_grayscale
+from tfssl.preprocess.photometric import random_solarize, solarize
 
 
 @PREPROCESS.register("supervised_train")
@@ -51,3 +54,20 @@ def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagene
     return random_equalize(random_solarize(image, seed_a), seed_b)
   image = color_distortion(image, color_seed, strength=strength)
   return gaussian_blur(image, seed_a)
+
+
+@PREPROCESS.register("dino_view")
+def dino_view(image, seed, size, area_range, blur_p=0.5, solarize_p=0.0):
+  """One DINO crop: random-resized crop of `area_range`, flip, colour jitter (brightness
+  0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale (p 0.2), blur (p blur_p)
+  and solarization at PIL's threshold 128 (p solarize_p). DINO's first global crop blurs
+  with p 1, the second with 0.1 and solarizes with 0.2, the local crops blur with 0.5."""
+  crop_seed, apply_seed, jitter_seed, gray_seed, blur_seed, solarize_seed = split_seed(seed, 6)
+  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  image = tf.cond(uniform(apply_seed) < 0.8,
+                  lambda: color_jitter(image, jitter_seed, 0.4, 0.4, 0.2, 0.1), lambda: image)
+  image = random_grayscale(image, gray_seed, 0.2)
+  image = gaussian_blur(image, blur_seed, p=blur_p)
+  if solarize_p > 0:
+    image = tf.cond(uniform(solarize_seed) < solarize_p, lambda: solarize(image), lambda: image)
+  return image

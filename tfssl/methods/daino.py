@@ -1,0 +1,262 @@
+"""Daino: semi-supervised DINO (Fini et al. 2023; pietroastolfi/suave-daino, main_daino.py).
+
+A student and a teacher of the same architecture, each a backbone and DINO's head: an MLP
+(fc-GELU-fc-GELU-fc to `proj_out_dim`), L2 normalisation, and a weight-normalised,
+bias-free layer with one unit per class (the prototypes; its magnitudes are learnt, as
+the recipe's norm_last_layer false). The teacher sees the two global crops of each
+unlabelled image; its outputs, centred (an EMA of their mean over all replicas,
+`center_momentum`) and sharpened (teacher temperature, warmed up linearly per epoch from
+`warmup_teacher_temperature` over `warmup_teacher_temperature_epochs`), are the targets
+every other crop of the student predicts; labelled images predict their class (see
+`multicrop`). Only the student learns (AdamW; weight decay follows a cosine from
+`weight_decay` to `weight_decay_end`); after each update the teacher moves to
+m * teacher + (1 - m) * student, m following a cosine from `teacher_momentum` to 1.
+
+Evaluation and export use the teacher, as DINO evaluates: `default`, the taps, `proj` and
+`logits` (teacher scores / temperature); fine-tuning a module trains the teacher's weights.
+Its trackables name the teacher's parts `backbone`, `projection`, `prototypes` (what
+`--init_from` another run loads) and the student's `student_*`. `--init_from` loads the
+teacher (and, with init_projection, its projection) and copies it into the student.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import losses
+from tfssl import optim
+from tfssl import preprocess as pp
+from tfssl.errors import UserError
+from tfssl.methods.base import METHODS, cross_replica_sum, num_replicas, views_major
+from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, MultiCropSemiSupervised
+
+
+def _trunc_normal():
+  return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+class DinoProjection(keras.layers.Layer):
+  """DINO head's MLP (no batch norm, the recipe's use_bn_in_head false), in float32;
+  outputs the L2-normalised bottleneck."""
+
+  def __init__(self, in_dim, hidden_dim, bottleneck_dim, **kwargs):
+    super().__init__(**kwargs)
+    self.in_dim = in_dim
+    self.fc1 = keras.layers.Dense(hidden_dim, kernel_initializer=_trunc_normal(), name="fc1",
+                                  dtype="float32")
+    self.fc2 = keras.layers.Dense(hidden_dim, kernel_initializer=_trunc_normal(), name="fc2",
+                                  dtype="float32")
+    self.fc3 = keras.layers.Dense(bottleneck_dim, kernel_initializer=_trunc_normal(),
+                                  name="fc3", dtype="float32")
+
+  def build(self, input_shape):
+    del input_shape
+    self.fc1.build((None, self.in_dim))
+    self.fc2.build((None, self.fc1.units))
+    self.fc3.build((None, self.fc2.units))
+    self.built = True
+
+  def call(self, features):
+    x = keras.ops.gelu(self.fc1(tf.cast(features, tf.float32)), approximate=False)
+    x = keras.ops.gelu(self.fc2(x), approximate=False)
+    return tf.math.l2_normalize(self.fc3(x), axis=-1)
+
+
+class WeightNormPrototypes(keras.layers.Layer):
+  """Bias-free linear layer with weight normalisation: unit k's weights are
+  magnitude_k * direction_k / |direction_k| (torch weight_norm, magnitudes start at 1)."""
+
+  def __init__(self, units, **kwargs):
+    super().__init__(dtype="float32", **kwargs)
+    self.units = units
+
+  def build(self, input_shape):
+    self.direction = self.add_weight(
+        name="direction", shape=(input_shape[-1], self.units),
+        initializer=keras.initializers.GlorotUniform())
+    self.magnitude = self.add_weight(name="magnitude", shape=(self.units,), initializer="ones")
+    self.built = True
+
+  def call(self, x):
+    kernel = tf.math.l2_normalize(self.direction, axis=0) * self.magnitude
+    return tf.matmul(tf.cast(x, tf.float32), kernel)
+
+
+class Center(tf.Module):
+  def __init__(self, num_classes):
+    super().__init__(name="center")
+    # Every replica writes the same value (an all-reduced mean).
+    self.value = tf.Variable(tf.zeros([1, num_classes]), trainable=False, name="value",
+                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def teacher_temperature(epoch, warmup, final, warmup_epochs):
+  """DINO's per-epoch schedule: linspace(warmup, final, warmup_epochs)[epoch], then final."""
+  if warmup_epochs <= 1:
+    return tf.where(epoch < warmup_epochs, warmup, final)
+  progress = tf.minimum(tf.cast(epoch, tf.float32) / (warmup_epochs - 1), 1.0)
+  return warmup + (final - warmup) * progress
+
+
+def teacher_momentum(step, total_steps, start):
+  """DINO's momentum schedule: a cosine from `start` at step 0 to 1 at `total_steps`."""
+  return optim.cosine_between(start, 1.0, step, total_steps)
+
+
+@METHODS.register("daino")
+class Daino(MultiCropSemiSupervised):
+  """DINO's self-distillation on unlabelled crops + class one-hots on labelled ones."""
+
+  gathers_across_replicas = True  # the centre's mean is all-reduced
+
+  @classmethod
+  def default_config(cls):
+    # daino/scripts/train_10perc.sh (= train_1perc.sh but the subset), global batches of
+    # its 16 GPUs: 32 x 16 labelled, 64 x 16 unlabelled images.
+    return dict(super().default_config(), **{
+        "batch_size": 512,
+        "unsup_batch_size": 1024,
+        "train_epochs": 60.0,
+        "global_crop_area": (0.25, 1.0),
+        "local_crop_area": (0.05, 0.25),
+        "proj_hidden_dim": 2048,
+        "proj_out_dim": 256,
+        "teacher_momentum": 0.990,
+        "teacher_temperature": 0.07,
+        "warmup_teacher_temperature": 0.04,
+        "warmup_teacher_temperature_epochs": 10,
+        "center_momentum": 0.9,
+        "optimizer": "adamw",
+        "learning_rate": 9.6e-4,  # 2.4e-4 per 256 unlabelled images x 1024 / 256
+        "lr_scaling": "none",
+        "lr_schedule": "cosine",
+        "warmup_epochs": 4.0,
+        "end_lr_factor": 1e-5 / 9.6e-4,  # min_lr 1e-5
+        "weight_decay": 0.04,
+        "weight_decay_end": 0.4,
+        "sync_bn": True,
+    })
+
+  @classmethod
+  def check_config(cls, config, image_size):
+    super().check_config(config, image_size)
+    for key in ("teacher_temperature", "warmup_teacher_temperature"):
+      if config[key] <= 0:
+        raise UserError(f"{key}={config[key]} must be positive.")
+    for key in ("teacher_momentum", "center_momentum"):
+      if not 0 <= config[key] <= 1:
+        raise UserError(f"{key}={config[key]} must be in [0, 1].")
+
+  def view(self, image, seed, size, area_range, index):
+    """DINO's crops: the first global crop always blurred, the second rarely and sometimes
+    solarized, the local ones blurred half the time."""
+    blur_p, solarize_p = {0: (1.0, 0.0), 1: (0.1, 0.2)}.get(index, (0.5, 0.0))
+    return pp.dino_view(image, seed, size, area_range, blur_p=blur_p, solarize_p=solarize_p)
+
+  # --- models ---------------------------------------------------------------
+
+  def build(self):
+    super().build()
+    config = self.config
+    self.student = self.backbone
+    self.teacher = self.new_backbone(name_prefix="teacher")
+    self.student_projection, self.projection = [
+        DinoProjection(self.feature_dim, config.proj_hidden_dim, config.proj_out_dim,
+                       name=name, dtype="float32")
+        for name in ("projection", "teacher_projection")]
+    self.student_prototypes, self.prototypes = [
+        WeightNormPrototypes(self.num_classes, name=name)
+        for name in ("prototypes", "teacher_prototypes")]
+    for layer in (self.student_projection, self.projection):
+      layer.build((None, self.feature_dim))
+    for layer in (self.student_prototypes, self.prototypes):
+      layer.build((None, config.proj_out_dim))
+    self.center = Center(self.num_classes)
+    self.copy_student_to_teacher()
+
+  def _pairs(self):
+    """(teacher variable, student variable) of every part, in the same order."""
+    for teacher, student in ((self.teacher, self.student), (self.projection, self.student_projection),
+                             (self.prototypes, self.student_prototypes)):
+      yield from zip(teacher.weights, student.weights)
+
+  def _float_pairs(self):
+    return [(t, s) for t, s in self._pairs() if "float" in str(t.dtype)]
+
+  def copy_student_to_teacher(self):
+    for t, s in self._float_pairs():
+      t.assign(s)
+
+  def update_teacher(self, momentum):
+    """teacher <- momentum * teacher + (1 - momentum) * student."""
+    return tf.group([t.assign(momentum * t + (1.0 - momentum) * s)
+                     for t, s in self._float_pairs()])
+
+  def after_initialize(self):
+    """`--init_from` loaded the teacher's parts; the student starts from the same."""
+    for t, s in self._pairs():
+      s.assign(t)
+
+  def trackables(self):
+    return {"backbone": self.teacher, "projection": self.projection,
+            "prototypes": self.prototypes, "student_backbone": self.student,
+            "student_projection": self.student_projection,
+            "student_prototypes": self.student_prototypes, "center": self.center}
+
+  def trackables_to_initialize(self):
+    trackables = {"backbone": self.teacher}
+    if self.config.init_projection:
+      trackables["projection"] = self.projection
+    return trackables
+
+  @property
+  def trainable_variables(self):
+    return [v for part in (self.student, self.student_projection, self.student_prototypes)
+            for v in part.trainable_variables]
+
+  def exported_trainable_variables(self):
+    return [t for t, s in self._pairs() if s.trainable]
+
+  def head_outputs(self, images, training, teacher=False):
+    backbone, projection, prototypes = (
+        (self.teacher, self.projection, self.prototypes) if teacher else
+        (self.student, self.student_projection, self.student_prototypes))
+    outputs = backbone(images, training=training and not teacher)
+    embeddings = projection(outputs["default"])
+    return outputs, embeddings, prototypes(embeddings)
+
+  def representations(self, images, training=False):
+    outputs, embeddings, scores = self.head_outputs(images, training, teacher=True)
+    return dict(outputs, proj=embeddings, logits=self.class_logits(scores))
+
+  # --- training -------------------------------------------------------------
+
+  def after_step(self):
+    momentum = teacher_momentum(self.current_step() - 1, self.total_steps,
+                                self.config.teacher_momentum)
+    return self.update_teacher(momentum)
+
+  def compute_loss(self, batch, training=True):
+    config = self.config
+    unsup = batch["unsup"]
+    teacher_scores = tf.stop_gradient(
+        self.head_outputs(views_major(unsup["global"]), training, teacher=True)[2])
+    epoch = self.current_step() // self.steps_per_epoch_count
+    temperature = teacher_temperature(epoch, config.warmup_teacher_temperature,
+                                      config.teacher_temperature,
+                                      config.warmup_teacher_temperature_epochs)
+    targets = tf.reshape(losses.dino_teacher_probs(teacher_scores, self.center.value, temperature),
+                         [NUM_GLOBAL_VIEWS, unsup["global"].shape[0], -1])
+    labelled_scores, view_scores, _ = self.student_outputs(batch, training)
+    per_image = losses.cross_view_cross_entropy(view_scores, targets, config.temperature)
+    loss, metrics = self.combined_loss(labelled_scores, batch["sup"]["label"], per_image,
+                                       targets, unsup["label"])
+    if training:
+      batch_mean = cross_replica_sum(tf.reduce_sum(teacher_scores, 0, keepdims=True)) / (
+          NUM_GLOBAL_VIEWS * self.unsup_batch_size)
+      with tf.control_dependencies([targets]):
+        update = self.center.value.assign(
+            losses.updated_center(self.center.value, batch_mean, config.center_momentum))
+      with tf.control_dependencies([update]):
+        loss = tf.identity(loss)
+    return loss, dict(metrics, teacher_temperature=temperature / num_replicas())
+

@@ -1,0 +1,228 @@
+"""Suave: semi-supervised SwAV (Fini et al. 2023; pietroastolfi/suave-daino, main_suave.py).
+
+The backbone's pre-logits go through SwAV's projection (fc-BN-ReLU-fc to
+`proj_out_dim`), are L2-normalised, and scored against one unit-norm prototype per
+class (a bias-free linear layer renormalised after every update, as SwAV does before
+every step). For each of the two global crops of an unlabelled image, Sinkhorn-Knopp
+(`sinkhorn_iterations` of `sinkhorn_epsilon`, sums over every replica's crops) turns the
+scores into equipartitioned assignments, which every other crop of the image predicts;
+labelled images predict their class (see `multicrop`). With `queue_length`, the
+assignments are computed together with the embeddings of the last global crops (SwAV's
+queue, used once full) so that small batches still spread over all prototypes.
+`freeze_prototypes_steps` keeps the prototypes fixed for the first updates.
+
+Exports `default`, the taps, `proj` (the normalised embedding) and `logits` (prototype
+scores / temperature: the classifier the paper evaluates).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import losses
+from tfssl import preprocess as pp
+from tfssl.errors import UserError
+from tfssl.methods.base import METHODS, cross_replica_concat, cross_replica_sum
+from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, MultiCropSemiSupervised
+
+
+class SwAVProjection(keras.layers.Layer):
+  """fc-BN-ReLU-fc (SwAV's `projection_head` with one hidden layer), in float32."""
+
+  def __init__(self, in_dim, hidden_dim, out_dim, config, **kwargs):
+    super().__init__(**kwargs)
+    self.in_dim = in_dim
+    self.fc1 = keras.layers.Dense(hidden_dim, name="fc1", dtype="float32")
+    self.bn1 = keras.layers.BatchNormalization(
+        momentum=config.bn_momentum, epsilon=config.bn_epsilon, synchronized=config.sync_bn,
+        name="bn1", dtype="float32")
+    self.fc2 = keras.layers.Dense(out_dim, name="fc2", dtype="float32")
+
+  def build(self, input_shape):
+    del input_shape
+    self.fc1.build((None, self.in_dim))
+    self.bn1.build((None, self.fc1.units))
+    self.fc2.build((None, self.fc1.units))
+    self.built = True
+
+  def call(self, features, training=False):
+    x = keras.ops.relu(self.bn1(self.fc1(tf.cast(features, tf.float32)), training=training))
+    return self.fc2(x)
+
+
+class AssignmentQueue(tf.Module):
+  """The last `length` global-crop embeddings of each of the two global views, of all
+  replicas; every replica holds the same copy and uses its own 1/R of the rows."""
+
+  def __init__(self, length, dim):
+    super().__init__(name="queue")
+    # Every replica writes the same value (computed from gathered embeddings).
+    self.embeddings = tf.Variable(
+        tf.zeros([NUM_GLOBAL_VIEWS, length, dim]), trainable=False, name="embeddings",
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.filled = tf.Variable(0, dtype=tf.int64, trainable=False, name="filled",
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.length = length
+
+  def replica_rows(self, view, replica_id, num_replicas):
+    rows = self.length // num_replicas
+    return tf.slice(self.embeddings[view], tf.stack([replica_id * rows, 0]), [rows, -1])
+
+  def is_full(self):
+    return self.filled >= self.length
+
+  def push(self, gathered_embeddings):
+    """`gathered_embeddings` [2, B, D] (every replica's, newest) in front; the oldest out."""
+    batch = gathered_embeddings.shape[1]
+    kept = self.embeddings[:, :self.length - batch]
+    return tf.group(
+        self.embeddings.assign(tf.concat([tf.cast(gathered_embeddings, tf.float32), kept], 1)),
+        self.filled.assign(tf.minimum(self.filled + batch, self.length)))
+
+
+@METHODS.register("suave")
+class Suave(MultiCropSemiSupervised):
+  """SwAV's swapped prediction on unlabelled crops + class one-hots on labelled ones."""
+
+  gathers_across_replicas = True  # Sinkhorn-Knopp sums over replicas
+
+  @classmethod
+  def default_config(cls):
+    # suave/scripts/train_10perc.sh (= train_1perc.sh but the subset), global batches of
+    # its 8 GPUs: 16 x 8 labelled, 32 x 8 unlabelled images.
+    return dict(super().default_config(), **{
+        "batch_size": 128,
+        "unsup_batch_size": 256,
+        "train_epochs": 100.0,
+        "sinkhorn_epsilon": 0.05,
+        "sinkhorn_iterations": 3,
+        "proj_hidden_dim": 0,  # 0: the backbone's feature width (2048 for ResNet-50)
+        "proj_out_dim": 128,
+        "queue_length": 3840,  # 0: no queue; rounded down to a multiple of unsup_batch_size
+        "freeze_prototypes_steps": 0,
+        "color_jitter_unlabelled": True,  # SwAV's colour distortion + blur on unlabelled crops
+        "optimizer": "lars",
+        "learning_rate": 0.4,
+        "lr_scaling": "none",
+        "lr_schedule": "cosine",
+        "warmup_epochs": 5.0,
+        "end_lr_factor": 0.0025,  # final_lr 0.001
+        "weight_decay": 1e-6,
+        "weight_decay_mode": "decoupled",
+        "sync_bn": True,
+    })
+
+  @classmethod
+  def check_config(cls, config, image_size):
+    super().check_config(config, image_size)
+    if config.sinkhorn_epsilon <= 0 or config.sinkhorn_iterations < 1:
+      raise UserError(f"sinkhorn_epsilon={config.sinkhorn_epsilon} must be positive and "
+                      f"sinkhorn_iterations={config.sinkhorn_iterations} >= 1.")
+    if config.queue_length < 0 or config.freeze_prototypes_steps < 0:
+      raise UserError("queue_length and freeze_prototypes_steps must be >= 0.")
+
+  def view(self, image, seed, size, area_range, index):
+    """SwAV's crop: random-resized crop, flip, colour distortion (strength 1) and blur."""
+    del index
+    if not self.config.color_jitter_unlabelled:
+      return pp.supervised_train(image, seed, size, area_range=area_range)
+    return pp.simclr_train(image, seed, size, strength=1.0, blur=True, area_range=area_range)
+
+  # --- models ---------------------------------------------------------------
+
+  def build(self):
+    super().build()
+    config = self.config
+    self.projection = SwAVProjection(self.feature_dim, config.proj_hidden_dim or self.feature_dim,
+                                     config.proj_out_dim, config, name="projection",
+                                     dtype="float32")
+    self.projection.build((None, self.feature_dim))
+    self.prototypes = keras.layers.Dense(self.num_classes, use_bias=False, name="prototypes",
+                                         dtype="float32")
+    self.prototypes.build((None, config.proj_out_dim))
+    self.normalize_prototypes()
+    queue_length = config.queue_length - config.queue_length % self.unsup_batch_size
+    self.queue = AssignmentQueue(queue_length, config.proj_out_dim) if queue_length else None
+
+  def trackables(self):
+    trackables = dict(super().trackables(), projection=self.projection,
+                      prototypes=self.prototypes)
+    if self.queue is not None:
+      trackables["queue"] = self.queue
+    return trackables
+
+  def trackables_to_initialize(self):
+    trackables = {"backbone": self.backbone}
+    if self.config.init_projection:
+      trackables["projection"] = self.projection
+    return trackables
+
+  def head_outputs(self, images, training):
+    outputs = self.backbone(images, training=training)
+    embeddings = tf.math.l2_normalize(self.projection(outputs["default"], training=training),
+                                      axis=-1)
+    return outputs, embeddings, self.prototypes(embeddings)
+
+  def representations(self, images, training=False):
+    outputs, embeddings, scores = self.head_outputs(images, training)
+    return dict(outputs, proj=embeddings, logits=self.class_logits(scores))
+
+  # --- training -------------------------------------------------------------
+
+  def normalize_prototypes(self):
+    kernel = self.prototypes.kernel  # [dim, classes]: a prototype per column
+    return kernel.assign(tf.math.l2_normalize(kernel, axis=0))
+
+  def after_step(self):
+    """SwAV renormalises the prototypes before every step: here after every update."""
+    return self.normalize_prototypes()
+
+  def adjust_gradients(self, grads):
+    steps = self.config.freeze_prototypes_steps
+    if not steps:
+      return grads
+    learning = tf.cast(self.current_step() >= steps, tf.float32)
+    kernel = self.prototypes.kernel
+    return [g * learning if v is kernel and g is not None else g
+            for g, v in zip(grads, self.trainable_variables)]
+
+  def assignments(self, global_scores, global_embeddings, training):
+    """Sinkhorn-Knopp targets [2, B_u, K] of the global crops (with the queue's rows when
+    it is full); a training step then pushes the crops' embeddings into the queue."""
+    config = self.config
+    context = tf.distribute.get_replica_context()
+    replica_id = context.replica_id_in_sync_group if context else 0
+    num_replicas = context.num_replicas_in_sync if context else 1
+    batch = global_scores.shape[1]
+
+    def sinkhorn(scores):
+      return losses.sinkhorn_knopp(scores, config.sinkhorn_epsilon, config.sinkhorn_iterations,
+                                   global_sum=cross_replica_sum)[-batch:]
+
+    targets = []
+    for view in range(NUM_GLOBAL_VIEWS):
+      scores = tf.stop_gradient(global_scores[view])
+      if self.queue is None:
+        targets.append(sinkhorn(scores))
+        continue
+      queued = self.queue.replica_rows(view, replica_id, num_replicas)
+      targets.append(tf.cond(
+          self.queue.is_full(),
+          lambda scores=scores, queued=queued: sinkhorn(
+              tf.concat([self.prototypes(queued), scores], 0)),
+          lambda scores=scores: sinkhorn(scores)))
+    targets = tf.stack(targets)
+    if self.queue is not None and training:
+      embeddings = tf.reshape(tf.stop_gradient(global_embeddings), [NUM_GLOBAL_VIEWS, batch, -1])
+      gathered = tf.stack([cross_replica_concat(e)[0] for e in tf.unstack(embeddings)])
+      with tf.control_dependencies([targets]):
+        push = self.queue.push(gathered)
+      with tf.control_dependencies([push]):
+        targets = tf.identity(targets)
+    return targets
+
+  def compute_loss(self, batch, training=True):
+    labelled_scores, view_scores, global_embeddings = self.student_outputs(batch, training)
+    targets = self.assignments(view_scores[:NUM_GLOBAL_VIEWS], global_embeddings, training)
+    per_image = losses.cross_view_cross_entropy(view_scores, targets, self.config.temperature)
+    return self.combined_loss(labelled_scores, batch["sup"]["label"], per_image, targets,
+                              batch["unsup"]["label"])
