@@ -29,6 +29,14 @@ def test_sinkhorn_knopp_is_doubly_stochastic():
   np.testing.assert_allclose(three.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_masked_rows_take_no_part_in_sinkhorn_knopp():
+  scores = _cosine_scores(np.random.default_rng(2), 10, 4)
+  alone = losses.sinkhorn_knopp(scores[4:], 0.05, 3).numpy()
+  masked = losses.sinkhorn_knopp(scores, 0.05, 3, mask=[0.0] * 4 + [1.0] * 6).numpy()
+  np.testing.assert_array_equal(masked[:4], 0.0)
+  np.testing.assert_allclose(masked[4:], alone, rtol=1e-5, atol=1e-7)
+
+
 def test_sinkhorn_knopp_on_two_replicas_equals_one_replica_on_the_global_batch(
     two_replica_strategy):
   scores = _cosine_scores(np.random.default_rng(1), 12, 5)

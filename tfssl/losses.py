@@ -248,7 +248,7 @@ def suncet(embeddings, all_embeddings, all_targets, offset, temperature):
 # --- SwAV / Suave and DINO / Daino ----------------------------------------------------------
 
 
-def sinkhorn_knopp(scores, epsilon, iterations, global_sum=tf.identity):
+def sinkhorn_knopp(scores, epsilon, iterations, global_sum=tf.identity, mask=None):
   """SwAV's equipartitioned soft assignments (Caron et al. 2020, distributed_sinkhorn).
 
   `scores` [n, K]: this replica's cosine similarities to the K prototypes (bounded, so
@@ -256,15 +256,20 @@ def sinkhorn_knopp(scores, epsilon, iterations, global_sum=tf.identity):
   `global_sum` sums a tensor over all replicas (identity on one). Alternately normalises
   Q = exp(scores / epsilon) so every prototype gets 1/K of the global batch's mass and
   every sample 1/B; returns [n, K] rows that sum to 1 (the targets), without gradient.
+  `mask` [n] (1/0): rows with 0 take no part (zero rows out) — an empty queue's, without
+  a branch around the cross-replica sums, which replicas cannot take inside control flow.
   """
   scores = tf.stop_gradient(tf.cast(scores, tf.float32))
-  num_samples = global_sum(tf.cast(tf.shape(scores)[0], tf.float32))
+  if mask is None:
+    mask = tf.ones([tf.shape(scores)[0]], tf.float32)
+  mask = tf.cast(mask, tf.float32)[:, None]
+  num_samples = global_sum(tf.reduce_sum(mask))
   num_prototypes = tf.cast(tf.shape(scores)[1], tf.float32)
-  q = tf.exp(scores / epsilon)
+  q = tf.exp(scores / epsilon) * mask
   q /= global_sum(tf.reduce_sum(q))
   for _ in range(iterations):
     q /= global_sum(tf.reduce_sum(q, axis=0, keepdims=True)) * num_prototypes
-    q /= tf.reduce_sum(q, axis=1, keepdims=True) * num_samples
+    q = tf.math.divide_no_nan(q, tf.reduce_sum(q, axis=1, keepdims=True) * num_samples)
   return q * num_samples
 
 

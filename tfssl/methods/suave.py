@@ -194,9 +194,9 @@ class Suave(MultiCropSemiSupervised):
     num_replicas = context.num_replicas_in_sync if context else 1
     batch = global_scores.shape[1]
 
-    def sinkhorn(scores):
+    def sinkhorn(scores, mask=None):
       return losses.sinkhorn_knopp(scores, config.sinkhorn_epsilon, config.sinkhorn_iterations,
-                                   global_sum=cross_replica_sum)[-batch:]
+                                   global_sum=cross_replica_sum, mask=mask)[-batch:]
 
     targets = []
     for view in range(NUM_GLOBAL_VIEWS):
@@ -204,12 +204,11 @@ class Suave(MultiCropSemiSupervised):
       if self.queue is None:
         targets.append(sinkhorn(scores))
         continue
+      # SwAV uses the queue once it is full; until then its rows take no part.
       queued = self.queue.replica_rows(view, replica_id, num_replicas)
-      targets.append(tf.cond(
-          self.queue.is_full(),
-          lambda scores=scores, queued=queued: sinkhorn(
-              tf.concat([self.prototypes(queued), scores], 0)),
-          lambda scores=scores: sinkhorn(scores)))
+      mask = tf.concat([tf.fill([queued.shape[0]], tf.cast(self.queue.is_full(), tf.float32)),
+                        tf.ones([batch])], 0)
+      targets.append(sinkhorn(tf.concat([self.prototypes(queued), scores], 0), mask))
     targets = tf.stack(targets)
     if self.queue is not None and training:
       embeddings = tf.reshape(tf.stop_gradient(global_embeddings), [NUM_GLOBAL_VIEWS, batch, -1])
