@@ -117,6 +117,11 @@ def test_scripts_were_found():
   paws = {"config/paws/cifar10_4000.sh", "config/paws/imagenet_10pct.sh",
           "config/paws/imagenet_1pct.sh"}
   assert paws <= names
+  suave_daino = {"config/suave/imagenet_1pct.sh", "config/suave/imagenet_10pct.sh",
+                 "config/suave/cifar100.sh", "config/suave/finetune_imagenet_1pct.sh",
+                 "config/suave/finetune_imagenet_10pct.sh",
+                 "config/daino/imagenet_1pct.sh", "config/daino/imagenet_10pct.sh"}
+  assert suave_daino <= names
   label_names = {os.path.relpath(p, REPO) for p in LABEL_SCRIPTS}
   assert {"config/pseudo_label/imagenet_label.sh", "config/moam/step2.sh",
           "config/moam/cifar10_step2.sh"} <= label_names
