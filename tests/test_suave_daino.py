@@ -184,9 +184,9 @@ def test_teacher_momentum_and_temperature_schedules_hand_computed():
 
 def test_teacher_is_an_exponential_moving_average_of_the_student():
   method = _method("daino")
-  pairs = method._float_pairs()  # pylint: disable=protected-access
-  for t, s in pairs:  # the teacher starts as a copy of the student
-    np.testing.assert_array_equal(t.numpy(), s.numpy())
+  for t, s in method._float_pairs():  # pylint: disable=protected-access
+    np.testing.assert_array_equal(t.numpy(), s.numpy())  # the teacher starts as a copy
+  pairs = method._trainable_pairs()  # pylint: disable=protected-access
   for t, s in pairs:
     t.assign(tf.ones_like(t))
     s.assign(3.0 * tf.ones_like(s))
@@ -201,7 +201,7 @@ def test_teacher_gets_no_gradient_and_the_centre_moves_to_its_mean_logits():
   teacher_vars = [t for t, _ in method._float_pairs()]  # pylint: disable=protected-access
   global_views = tf.reshape(tf.transpose(batch["unsup"]["global"], [1, 0, 2, 3, 4]),
                             [-1, 16, 16, 3])
-  teacher_scores = method.head_outputs(global_views, False, teacher=True)[2]
+  teacher_scores = method.head_outputs(global_views, True, teacher=True)[2]  # as the step
   with tf.GradientTape() as tape:
     loss, metrics = method.compute_loss(batch, training=True)
   grads = tape.gradient(loss, teacher_vars + method.trainable_variables)

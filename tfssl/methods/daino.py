@@ -9,8 +9,9 @@ unlabelled image; its outputs, centred (an EMA of their mean over all replicas,
 `warmup_teacher_temperature` over `warmup_teacher_temperature_epochs`), are the targets
 every other crop of the student predicts; labelled images predict their class (see
 `multicrop`). Only the student learns (AdamW; weight decay follows a cosine from
-`weight_decay` to `weight_decay_end`); after each update the teacher moves to
-m * teacher + (1 - m) * student, m following a cosine from `teacher_momentum` to 1.
+`weight_decay` to `weight_decay_end`); after each update the teacher's parameters move to
+m * teacher + (1 - m) * student, m following a cosine from `teacher_momentum` to 1; its
+batch-norm statistics (ResNets) are those of its own training-mode passes, as DINO's.
 
 Evaluation and export use the teacher, as DINO evaluates: `default`, the taps, `proj` and
 `logits` (teacher scores / temperature); fine-tuning a module trains the teacher's weights.
@@ -35,29 +36,40 @@ def _trunc_normal():
 
 
 class DinoProjection(keras.layers.Layer):
-  """DINO head's MLP (no batch norm, the recipe's use_bn_in_head false), in float32;
-  outputs the L2-normalised bottleneck."""
+  """DINO head's MLP, fc-GELU-fc-GELU-fc (with `batch_norm`, DINO's use_bn_in_head, a
+  batch norm after each hidden fc), in float32; outputs the L2-normalised bottleneck."""
 
-  def __init__(self, in_dim, hidden_dim, bottleneck_dim, **kwargs):
+  def __init__(self, in_dim, hidden_dim, bottleneck_dim, config, batch_norm=False, **kwargs):
     super().__init__(**kwargs)
     self.in_dim = in_dim
-    self.fc1 = keras.layers.Dense(hidden_dim, kernel_initializer=_trunc_normal(), name="fc1",
-                                  dtype="float32")
-    self.fc2 = keras.layers.Dense(hidden_dim, kernel_initializer=_trunc_normal(), name="fc2",
-                                  dtype="float32")
-    self.fc3 = keras.layers.Dense(bottleneck_dim, kernel_initializer=_trunc_normal(),
-                                  name="fc3", dtype="float32")
+    dense = lambda units, name: keras.layers.Dense(
+        units, kernel_initializer=_trunc_normal(), name=name, dtype="float32")
+    self.fc1, self.fc2, self.fc3 = (dense(hidden_dim, "fc1"), dense(hidden_dim, "fc2"),
+                                    dense(bottleneck_dim, "fc3"))
+    self.norms = None
+    if batch_norm:
+      self.bn1, self.bn2 = [keras.layers.BatchNormalization(
+          momentum=config.bn_momentum, epsilon=config.bn_epsilon, synchronized=config.sync_bn,
+          name=name, dtype="float32") for name in ("bn1", "bn2")]
+      self.norms = (self.bn1, self.bn2)
 
   def build(self, input_shape):
     del input_shape
     self.fc1.build((None, self.in_dim))
     self.fc2.build((None, self.fc1.units))
     self.fc3.build((None, self.fc2.units))
+    if self.norms:
+      for norm in self.norms:
+        norm.build((None, self.fc1.units))
     self.built = True
 
-  def call(self, features):
-    x = keras.ops.gelu(self.fc1(tf.cast(features, tf.float32)), approximate=False)
-    x = keras.ops.gelu(self.fc2(x), approximate=False)
+  def call(self, features, training=False):
+    x = tf.cast(features, tf.float32)
+    for i, fc in enumerate((self.fc1, self.fc2)):
+      x = fc(x)
+      if self.norms:
+        x = self.norms[i](x, training=training)
+      x = keras.ops.gelu(x, approximate=False)
     return tf.math.l2_normalize(self.fc3(x), axis=-1)
 
 
@@ -120,6 +132,9 @@ class Daino(MultiCropSemiSupervised):
         "local_crop_area": (0.05, 0.25),
         "proj_hidden_dim": 2048,
         "proj_out_dim": 256,
+        # DINO's use_bn_in_head (false for ViTs); ResNets' pre-logits share a large
+        # common component, which without it leaves every image's output nearly alike.
+        "head_batch_norm": False,
         "teacher_momentum": 0.990,
         "teacher_temperature": 0.07,
         "warmup_teacher_temperature": 0.04,
@@ -160,8 +175,8 @@ class Daino(MultiCropSemiSupervised):
     self.student = self.backbone
     self.teacher = self.new_backbone(name_prefix="teacher")
     self.student_projection, self.projection = [
-        DinoProjection(self.feature_dim, config.proj_hidden_dim, config.proj_out_dim,
-                       name=name, dtype="float32")
+        DinoProjection(self.feature_dim, config.proj_hidden_dim, config.proj_out_dim, config,
+                       batch_norm=config.head_batch_norm, name=name, dtype="float32")
         for name in ("projection", "teacher_projection")]
     self.student_prototypes, self.prototypes = [
         WeightNormPrototypes(self.num_classes, name=name)
@@ -182,6 +197,11 @@ class Daino(MultiCropSemiSupervised):
   def _float_pairs(self):
     return [(t, s) for t, s in self._pairs() if "float" in str(t.dtype)]
 
+  def _trainable_pairs(self):
+    """The pairs DINO's EMA covers: parameters, not batch-norm statistics, which the
+    teacher keeps of its own forward passes (in training mode, as DINO's teacher)."""
+    return [(t, s) for t, s in self._pairs() if s.trainable]
+
   def copy_student_to_teacher(self):
     for t, s in self._float_pairs():
       t.assign(s)
@@ -189,7 +209,7 @@ class Daino(MultiCropSemiSupervised):
   def update_teacher(self, momentum):
     """teacher <- momentum * teacher + (1 - momentum) * student."""
     return tf.group([t.assign(momentum * t + (1.0 - momentum) * s)
-                     for t, s in self._float_pairs()])
+                     for t, s in self._trainable_pairs()])
 
   def after_initialize(self):
     """`--init_from` loaded the teacher's parts; the student starts from the same."""
@@ -214,14 +234,14 @@ class Daino(MultiCropSemiSupervised):
             for v in part.trainable_variables]
 
   def exported_trainable_variables(self):
-    return [t for t, s in self._pairs() if s.trainable]
+    return [t for t, _ in self._trainable_pairs()]
 
   def head_outputs(self, images, training, teacher=False):
     backbone, projection, prototypes = (
         (self.teacher, self.projection, self.prototypes) if teacher else
         (self.student, self.student_projection, self.student_prototypes))
-    outputs = backbone(images, training=training and not teacher)
-    embeddings = projection(outputs["default"])
+    outputs = backbone(images, training=training)
+    embeddings = projection(outputs["default"], training=training)
     return outputs, embeddings, prototypes(embeddings)
 
   def representations(self, images, training=False):

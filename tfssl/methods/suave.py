@@ -108,6 +108,8 @@ class Suave(MultiCropSemiSupervised):
         "end_lr_factor": 0.0025,  # final_lr 0.001
         "weight_decay": 1e-6,
         "weight_decay_mode": "decoupled",
+        # suave's LARS gets model.parameters() in one group: biases and batch norm too.
+        "weight_decay_skip_bias_and_bn": False,
         "sync_bn": True,
     })
 
