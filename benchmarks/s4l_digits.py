@@ -121,8 +121,14 @@ def main():
     table.update(run_method(method, args.workdir, args.steps))
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
       json.dump(table, f, indent=2)
-  print(f"\ndigits, 10% labels (144 images), {MODEL} width 0.25 at 16 px, {args.steps} steps "
-        "of 32 labelled (+32 unlabelled) images; own classifier on the test split (360)")
+  print_table(table, f"digits, 10% labels (144 images), {MODEL} width 0.25 at 16 px, "
+              f"{args.steps} steps of 32 labelled (+32 unlabelled) images; own classifier "
+              "on the test split (360)")
+
+
+def print_table(table, title):
+  """Rows of {method: train_and_score result}, with each top-1's gain over supervised."""
+  print(f"\n{title}")
   print("method | top-1 | top-5 | vs supervised top-1 | steps | train s")
   base = table.get("supervised", {}).get("top1")
   for name, r in table.items():

@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import logging  # noqa: E402
 
-from benchmarks.s4l_digits import COMMON, LABELLED, MODEL, train_and_score  # noqa: E402
+from benchmarks.s4l_digits import COMMON, LABELLED, MODEL, print_table  # noqa: E402
+from benchmarks.s4l_digits import train_and_score  # noqa: E402
 from tfssl import config as config_lib  # noqa: E402
 from tfssl import methods  # noqa: E402
 
@@ -70,15 +71,9 @@ def main():
     table[method] = train_and_score(config, os.path.join(args.workdir, method))
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
       json.dump(table, f, indent=2)
-  print(f"\ndigits, 10% labels (144 images), {MODEL} width 0.25 at 16 px, {args.steps} steps "
-        "of 32 labelled (+32 unlabelled x 4 crops) images; own classifier on the test split "
-        "(360)")
-  print("method | top-1 | top-5 | vs supervised top-1 | steps | train s")
-  base = table.get("supervised", {}).get("top1")
-  for name, r in table.items():
-    gain = f"{r['top1'] - base:+.4f}" if base is not None else "-"
-    print(f"{name} | {r['top1']:.4f} | {r['top5']:.4f} | {gain} | {r['steps']} | "
-          f"{r['train_seconds']}")
+  print_table(table, f"digits, 10% labels (144 images), {MODEL} width 0.25 at 16 px, "
+              f"{args.steps} steps of 32 labelled (+32 unlabelled x 4 crops) images; own "
+              "classifier on the test split (360)")
 
 
 if __name__ == "__main__":

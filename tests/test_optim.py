@@ -90,3 +90,26 @@ def test_lars_trust_ratio_and_exclusions():
 def test_unknown_optimizer():
   with pytest.raises(UserError, match="Known optimizers: sgd, adam, adamw, lars"):
     optim.build_optimizer(_config("optimizer=rmsprop"), 0.1)
+
+
+def test_adamw_weight_decay_follows_a_cosine_and_spares_biases_from_the_start():
+  """DINO's wd_schedule: weight_decay at step 0 to weight_decay_end at the last step; a
+  schedule starting at 0 still leaves biases undecayed once it grows."""
+  config = _config("optimizer=adamw", "weight_decay=0.0", "weight_decay_end=0.4")
+  optimizer = optim.build_optimizer(config, 1.0, total_steps=10)
+  kernel = keras.Variable(np.ones([2], np.float32), name="kernel")
+  bias = keras.Variable(np.ones([2], np.float32), name="bias")
+  optimizer.build([kernel, bias])
+  assert float(optimizer.weight_decay) == pytest.approx(0.0)
+  optimizer.iterations.assign(5)
+  assert float(optimizer.weight_decay) == pytest.approx(0.2)
+  optimizer.iterations.assign(10)
+  zero = [tf.zeros([2]), tf.zeros([2])]
+  optimizer.apply_gradients(zip(zero, [kernel, bias]))
+  np.testing.assert_allclose(kernel.numpy(), 1.0 - 0.4, rtol=1e-6)  # w -= lr * wd * w
+  np.testing.assert_allclose(bias.numpy(), 1.0)
+
+
+def test_a_weight_decay_schedule_needs_adamw():
+  with pytest.raises(UserError, match="weight_decay_end=0.4 .* needs optimizer=adamw"):
+    optim.build_optimizer(_config("optimizer=lars", "weight_decay_end=0.4"), 0.1)

@@ -111,6 +111,7 @@ def test_loss_weights_are_each_part_share_of_the_crops():
     ("suave", "global_crop_area=(0.5,0.2)", "global_crop_area"),
     ("daino", "teacher_temperature=0", "teacher_temperature=0"),
     ("daino", "teacher_momentum=1.5", "teacher_momentum=1.5"),
+    ("daino", "polyak_averaging=true", "polyak_averaging would average the student"),
 ])
 def test_bad_settings_are_named(name, override, message):
   with pytest.raises(UserError, match=message):
@@ -126,11 +127,7 @@ def test_suave_queue_fills_with_the_global_crops_then_joins_the_assignments():
   assert method.queue.length == 32
   method.compute_loss(batch, training=True)
   assert int(method.queue.filled) == 16 and not bool(method.queue.is_full())
-  _, embeddings, _ = method.head_outputs(
-      tf.concat([batch["sup"]["image"], tf.reshape(tf.transpose(batch["unsup"]["global"],
-                                                                [1, 0, 2, 3, 4]),
-                                                   [-1, 16, 16, 3])], 0), training=True)
-  first_views = embeddings[16:32]
+  first_views = method.student_outputs(batch, training=True)[2][:16]
   np.testing.assert_allclose(method.queue.embeddings[0, :16].numpy(), first_views.numpy(),
                              atol=1e-5)
   # Evaluation does not push.
@@ -193,6 +190,20 @@ def test_teacher_is_an_exponential_moving_average_of_the_student():
   method.update_teacher(0.9)
   for t, _ in pairs:
     np.testing.assert_allclose(t.numpy(), 1.2, rtol=1e-6)  # 0.9 * 1 + 0.1 * 3
+
+
+def test_after_a_step_the_teacher_moves_with_that_steps_momentum():
+  method = _method("daino", "train_steps=10")
+  method.set_schedule(steps_per_epoch=5, total_steps=10)
+  method.step_counter = tf.Variable(6, dtype=tf.int64)  # the update of step 5 was applied
+  pairs = method._trainable_pairs()  # pylint: disable=protected-access
+  for t, s in pairs:
+    t.assign(tf.zeros_like(t))
+    s.assign(tf.ones_like(s))
+  method.after_step()
+  momentum = float(daino_lib.teacher_momentum(5, 10, 0.99))
+  for t, _ in pairs:
+    np.testing.assert_allclose(t.numpy(), 1.0 - momentum, rtol=1e-5)
 
 
 def test_teacher_gets_no_gradient_and_the_centre_moves_to_its_mean_logits():

@@ -9,9 +9,7 @@ import tensorflow as tf
 from tfssl.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
-# Biases, normalisation scales/offsets and weight-norm magnitudes (DINO's head): DINO
-# decays no bias and no 1-d parameter.
-_NOT_DECAYED_NAMES = ("bias", "gamma", "beta", "magnitude")
+_NOT_DECAYED_NAMES = ("bias", "gamma", "beta")
 
 
 def variable_path(variable):
@@ -198,6 +196,9 @@ def build_optimizer(config, learning_rate, total_steps=1):
   if config.weight_decay_mode not in ("l2", "decoupled"):
     raise UserError(f"Unknown weight_decay_mode '{config.weight_decay_mode}'. Known: l2, decoupled.")
   name = config.optimizer
+  if config.weight_decay_end >= 0 and name != "adamw":
+    raise UserError(f"weight_decay_end={config.weight_decay_end} (a weight-decay schedule) "
+                    "needs optimizer=adamw; set weight_decay_end=-1 for a constant decay.")
   if name == "sgd":
     optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum,
                                      nesterov=config.nesterov,
@@ -221,10 +222,9 @@ def build_optimizer(config, learning_rate, total_steps=1):
                 exclude_paths=config.lars_exclude)
   else:
     raise UserError(f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}.")
-  if config.weight_decay_end >= 0 and name != "adamw":
-    raise UserError(f"weight_decay_end={config.weight_decay_end} (a weight-decay schedule) "
-                    "needs optimizer=adamw; set weight_decay_end=-1 for a constant decay.")
-  if config.weight_decay_skip_bias_and_bn and optimizer.weight_decay:
+  # A scheduled decay may start at 0 and grow: the exclusions must hold from the start.
+  if config.weight_decay_skip_bias_and_bn and (optimizer.weight_decay is not None and (
+      config.weight_decay or config.weight_decay_end > 0)):
     optimizer.exclude_from_weight_decay(var_names=list(_NOT_DECAYED_NAMES))
   return optimizer
 

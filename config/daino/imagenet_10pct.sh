@@ -17,7 +17,7 @@
 # into the teacher. tfssl has no DINO method and cannot read PyTorch checkpoints: INIT is a
 # tfssl self-supervised run with --model=vit_s16 (e.g. config/simclr/imagenet_pretrain.sh
 # run with --model=vit_s16 and its own --workdir), its workdir or an export/hub/STEP module.
-# --init_from loads its backbone into the teacher and copies it into the student; head and
+# --init_from loads its backbone into the student and copies it into the teacher; head and
 # class prototypes start new, as in the original. Expect lower accuracy than from DINO.
 # Training: ViT-S/16 (width 384, 12 blocks, 6 heads). Every step: 512 labelled images (32
 # per GPU on 16 GPUs; random-resized crop at 224, area 0.08-1, flip, colour jitter
@@ -55,9 +55,8 @@
 # original counts those copies in the labelled share of the loss, about 1024 / 11264 against
 # 512 / 10752 here); stochastic depth in the student (drop_path_rate 0.1: tfssl's ViT has
 # none). Mixup on unlabelled images is off in the recipe (the README: not fully implemented).
-# The recipe trains in float32 (use_fp16 false), as here. Small difference: tfssl exempts
-# the prototype magnitudes from weight decay with the biases; DINO's get_params_groups
-# decays them (torch's weight_g is [1000, 1], not 1-d).
+# The recipe trains in float32 (use_fp16 false), as here. The prototype magnitudes are
+# weight-decayed, as DINO's get_params_groups does (torch's weight_g is [1000, 1], not 1-d).
 # Hardware: the original ran on 2 nodes x 8 GPUs for its global 512 labelled + 1024
 # unlabelled batch (the README: smaller batches untested). Here: TPU v3-32 (32 cores: 16
 # labelled + 32 unlabelled images, i.e. 336 crops, per core; a ViT has no batch norm, so the

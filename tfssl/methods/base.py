@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfssl import models
 from tfssl import optim
 from tfssl import preprocess as pp
+from tfssl.errors import UserError
 from tfssl.registry import Registry
 
 METHODS = Registry("method")
@@ -35,6 +36,12 @@ def global_mean(per_example, global_batch_size):
 def unsup_batch_size(config):
   """Global batch of a two-stream method's unlabelled stream (0 in the config: batch_size)."""
   return config.get("unsup_batch_size") or config.batch_size
+
+
+def check_unsup_batch_size(config):
+  if config.unsup_batch_size < 0:
+    raise UserError(f"unsup_batch_size={config.unsup_batch_size} must be >= 0 "
+                    "(0: the same as batch_size).")
 
 
 def cross_replica_concat(tensor):

@@ -9,15 +9,17 @@ unlabelled image; its outputs, centred (an EMA of their mean over all replicas,
 `warmup_teacher_temperature` over `warmup_teacher_temperature_epochs`), are the targets
 every other crop of the student predicts; labelled images predict their class (see
 `multicrop`). Only the student learns (AdamW; weight decay follows a cosine from
-`weight_decay` to `weight_decay_end`); after each update the teacher's parameters move to
+`weight_decay` to `weight_decay_end`, the prototype magnitudes decayed too, as DINO's
+[K, 1] weight_g); after each update the teacher's parameters move to
 m * teacher + (1 - m) * student, m following a cosine from `teacher_momentum` to 1; its
 batch-norm statistics (ResNets) are those of its own training-mode passes, as DINO's.
 
 Evaluation and export use the teacher, as DINO evaluates: `default`, the taps, `proj` and
 `logits` (teacher scores / temperature); fine-tuning a module trains the teacher's weights.
 Its trackables name the teacher's parts `backbone`, `projection`, `prototypes` (what
-`--init_from` another run loads) and the student's `student_*`. `--init_from` loads the
-teacher (and, with init_projection, its projection) and copies it into the student.
+`--init_from` another run loads) and the student's `student_*`. `--init_from` loads another
+run's `backbone` (and, with init_projection, its `projection`: of a Daino run, the
+teacher's) into the student and copies it into the teacher, as main_daino.py.
 """
 
 import keras
@@ -157,6 +159,9 @@ class Daino(MultiCropSemiSupervised):
     for key in ("teacher_temperature", "warmup_teacher_temperature"):
       if config[key] <= 0:
         raise UserError(f"{key}={config[key]} must be positive.")
+    if config.polyak_averaging:
+      raise UserError("polyak_averaging would average the student, but Daino evaluates and "
+                      "exports its teacher (itself an average): set polyak_averaging=false.")
     for key in ("teacher_momentum", "center_momentum"):
       if not 0 <= config[key] <= 1:
         raise UserError(f"{key}={config[key]} must be in [0, 1].")
@@ -212,9 +217,8 @@ class Daino(MultiCropSemiSupervised):
                      for t, s in self._trainable_pairs()])
 
   def after_initialize(self):
-    """`--init_from` loaded the teacher's parts; the student starts from the same."""
-    for t, s in self._pairs():
-      s.assign(t)
+    """`--init_from` loaded the student; the teacher starts as its copy (main_daino.py)."""
+    self.copy_student_to_teacher()
 
   def trackables(self):
     return {"backbone": self.teacher, "projection": self.projection,
@@ -223,9 +227,11 @@ class Daino(MultiCropSemiSupervised):
             "student_prototypes": self.student_prototypes, "center": self.center}
 
   def trackables_to_initialize(self):
-    trackables = {"backbone": self.teacher}
+    """Another run's `backbone` (and `projection`) into the student: matched by variable
+    path too (Polyak averages), which the teacher's prefixed layers do not share."""
+    trackables = {"backbone": self.student}
     if self.config.init_projection:
-      trackables["projection"] = self.projection
+      trackables["projection"] = self.student_projection
     return trackables
 
   @property
@@ -236,13 +242,15 @@ class Daino(MultiCropSemiSupervised):
   def exported_trainable_variables(self):
     return [t for t, _ in self._trainable_pairs()]
 
+  def head(self, features, training, teacher=False):
+    projection, prototypes = ((self.projection, self.prototypes) if teacher else
+                              (self.student_projection, self.student_prototypes))
+    embeddings = projection(features, training=training)
+    return embeddings, prototypes(embeddings)
+
   def head_outputs(self, images, training, teacher=False):
-    backbone, projection, prototypes = (
-        (self.teacher, self.projection, self.prototypes) if teacher else
-        (self.student, self.student_projection, self.student_prototypes))
-    outputs = backbone(images, training=training)
-    embeddings = projection(outputs["default"], training=training)
-    return outputs, embeddings, prototypes(embeddings)
+    outputs = (self.teacher if teacher else self.student)(images, training=training)
+    return (outputs,) + self.head(outputs["default"], training, teacher)
 
   def representations(self, images, training=False):
     outputs, embeddings, scores = self.head_outputs(images, training, teacher=True)

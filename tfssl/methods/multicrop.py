@@ -23,7 +23,8 @@ import tensorflow as tf
 from tfssl import losses
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
-from tfssl.methods.base import Method, global_mean, top_k_correct, unsup_batch_size
+from tfssl.methods.base import Method, check_unsup_batch_size, global_mean, top_k_correct
+from tfssl.methods.base import unsup_batch_size
 from tfssl.methods.base import views_major
 
 NUM_GLOBAL_VIEWS = 2
@@ -55,9 +56,7 @@ class MultiCropSemiSupervised(Method):
   @classmethod
   def check_config(cls, config, image_size):
     del image_size
-    if config.unsup_batch_size < 0:
-      raise UserError(f"unsup_batch_size={config.unsup_batch_size} must be >= 0 "
-                      "(0: the same as batch_size).")
+    check_unsup_batch_size(config)
     if config.num_local_views < 0:
       raise UserError(f"num_local_views={config.num_local_views} must be >= 0.")
     if config.temperature <= 0:
@@ -116,22 +115,31 @@ class MultiCropSemiSupervised(Method):
 
   # --- training -------------------------------------------------------------
 
+  def head(self, features, training):
+    """(embedding, class-prototype scores) of the student's pre-logits `features`."""
+    raise NotImplementedError
+
   def head_outputs(self, images, training):
     """(backbone outputs, embedding, class-prototype scores) of `images`."""
-    raise NotImplementedError
+    outputs = self.backbone(images, training=training)
+    return (outputs,) + tuple(self.head(outputs["default"], training))
 
   def student_outputs(self, batch, training):
     """(labelled images' scores [B_l, K], unlabelled crops' scores [V, B_u, K], global
-    crops' embeddings [2 * B_u, D]): labelled + global crops in one pass, local in another."""
+    crops' embeddings [2 * B_u, D]). The backbone takes labelled + global crops in one
+    pass and local crops in another; the head takes all their features at once (one
+    batch-norm batch), as the originals' multi-resolution forward."""
     labelled, unsup = batch["sup"]["image"], batch["unsup"]
     num_labelled, num_unlabelled = labelled.shape[0], unsup["global"].shape[0]
-    global_views = views_major(unsup["global"])
-    _, embeddings, scores = self.head_outputs(tf.concat([labelled, global_views], 0), training)
-    view_scores = [scores[num_labelled:]]
+    passes = [tf.concat([labelled, views_major(unsup["global"])], 0)]
     if "local" in unsup:
-      view_scores.append(self.head_outputs(views_major(unsup["local"]), training)[2])
-    view_scores = tf.reshape(tf.concat(view_scores, 0), [self.num_views, num_unlabelled, -1])
-    return scores[:num_labelled], view_scores, embeddings[num_labelled:]
+      passes.append(views_major(unsup["local"]))
+    features = tf.concat([self.backbone(images, training=training)["default"]
+                          for images in passes], 0)
+    embeddings, scores = self.head(features, training)
+    view_scores = tf.reshape(scores[num_labelled:], [self.num_views, num_unlabelled, -1])
+    global_embeddings = embeddings[num_labelled:num_labelled + 2 * num_unlabelled]
+    return scores[:num_labelled], view_scores, global_embeddings
 
   def combined_loss(self, labelled_scores, labels, unlabelled_per_image, targets,
                     unlabelled_labels):

@@ -12,9 +12,8 @@ import tensorflow as tf
 from tfssl import losses
 from tfssl import models
 from tfssl import preprocess as pp
-from tfssl.errors import UserError
 from tfssl.methods.base import Method, WithClassifier, global_mean, top_k_correct
-from tfssl.methods.base import unsup_batch_size
+from tfssl.methods.base import check_unsup_batch_size, unsup_batch_size
 
 
 class SemiSupervised(WithClassifier, Method):
@@ -32,9 +31,7 @@ class SemiSupervised(WithClassifier, Method):
   @classmethod
   def check_config(cls, config, image_size):
     del image_size
-    if config.unsup_batch_size < 0:
-      raise UserError(f"unsup_batch_size={config.unsup_batch_size} must be >= 0 "
-                      "(0: the same as batch_size).")
+    check_unsup_batch_size(config)
 
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)

@@ -158,11 +158,9 @@ class Suave(MultiCropSemiSupervised):
       trackables["projection"] = self.projection
     return trackables
 
-  def head_outputs(self, images, training):
-    outputs = self.backbone(images, training=training)
-    embeddings = tf.math.l2_normalize(self.projection(outputs["default"], training=training),
-                                      axis=-1)
-    return outputs, embeddings, self.prototypes(embeddings)
+  def head(self, features, training):
+    embeddings = tf.math.l2_normalize(self.projection(features, training=training), axis=-1)
+    return embeddings, self.prototypes(embeddings)
 
   def representations(self, images, training=False):
     outputs, embeddings, scores = self.head_outputs(images, training)
