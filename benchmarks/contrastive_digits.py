@@ -56,7 +56,7 @@ FINETUNE = {  # name: (workdir name, overrides)
 }
 
 
-def _config(method, overrides, **fields):
+def make_config(method, overrides, **fields):
   return config_lib.build_config(methods.get_method(method), COMMON + overrides,
                                  method=method, model=MODEL, dataset="digits", **fields)
 
@@ -74,7 +74,7 @@ def linear_top1(workdir):
 
 
 def labelled_result(method, workdir, learning_rate, overrides, **fields):
-  config = _config(method, LABELLED + [f"learning_rate={learning_rate}"] + overrides, **fields)
+  config = make_config(method, LABELLED + [f"learning_rate={learning_rate}"] + overrides, **fields)
   seconds = _train(config, workdir)
   results = trainer.run_eval(config, workdir)
   final = results[max(results, key=int)]
@@ -89,7 +89,7 @@ def main():
   logging.set_verbosity(logging.WARNING)
   root = args.workdir
   random_dir = os.path.join(root, "random_init")
-  _train(_config("simclr", PRETRAIN + ["train_epochs=0"]), random_dir)
+  _train(make_config("simclr", PRETRAIN + ["train_epochs=0"]), random_dir)
   random_top1 = linear_top1(random_dir)
   supervised = {lr: labelled_result("supervised", os.path.join(root, _lr_dir("supervised", lr)),
                                     lr, [])
@@ -97,7 +97,7 @@ def main():
   pretrained, tuned = {}, []
   for method in args.methods.split(","):
     pretrain_dir = os.path.join(root, method, "pretrain")
-    seconds = _train(_config(method, PRETRAIN + PRETRAIN_RECIPES[method]), pretrain_dir)
+    seconds = _train(make_config(method, PRETRAIN + PRETRAIN_RECIPES[method]), pretrain_dir)
     pretrained[method] = (linear_top1(pretrain_dir), seconds)
     for setting, (name, overrides) in FINETUNE.items():
       rates = LEARNING_RATES if setting == "whole network" else LEARNING_RATES[:1]

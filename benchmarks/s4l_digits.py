@@ -126,11 +126,11 @@ def main():
               "on the test split (360)")
 
 
-def print_table(table, title):
-  """Rows of {method: train_and_score result}, with each top-1's gain over supervised."""
+def print_table(table, title, baseline="supervised"):
+  """Rows of {method: train_and_score result}, with each top-1's gain over `baseline`'s."""
   print(f"\n{title}")
   print("method | top-1 | top-5 | vs supervised top-1 | steps | train s")
-  base = table.get("supervised", {}).get("top1")
+  base = table.get(baseline, {}).get("top1")
   for name, r in table.items():
     gain = f"{r['top1'] - base:+.4f}" if base is not None else "-"
     print(f"{name} | {r['top1']:.4f} | {r['top5']:.4f} | {gain} | {r['steps']} | "
