@@ -53,7 +53,7 @@ def cross_replica_concat(tensor):
   gathered = context.all_gather(tensor, axis=0)
   # Some cross-device implementations lose the static shape, which the losses need.
   gathered.set_shape([tensor.shape[0] * context.num_replicas_in_sync] + tensor.shape[1:])
-  return gathered, context.replica_id_in_sync_group * tensor.shape[0]
+  return gathered, replica_index() * tensor.shape[0]
 
 
 def cross_replica_sum(tensor):
@@ -68,6 +68,12 @@ def cross_replica_sum(tensor):
 def num_replicas():
   context = tf.distribute.get_replica_context()
   return context.num_replicas_in_sync if context is not None else 1
+
+
+def replica_index():
+  """This replica's position among `num_replicas()` (0 outside a replica context)."""
+  context = tf.distribute.get_replica_context()
+  return context.replica_id_in_sync_group if context is not None else 0
 
 
 def views_major(views):

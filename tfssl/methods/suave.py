@@ -21,7 +21,8 @@ import tensorflow as tf
 from tfssl import losses
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
-from tfssl.methods.base import METHODS, cross_replica_concat, cross_replica_sum
+from tfssl.methods.base import METHODS, cross_replica_concat, cross_replica_sum, num_replicas
+from tfssl.methods.base import replica_index
 from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, MultiCropSemiSupervised
 
 
@@ -63,9 +64,9 @@ class AssignmentQueue(tf.Module):
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self.length = length
 
-  def replica_rows(self, view, replica_id, num_replicas):
-    rows = self.length // num_replicas
-    return tf.slice(self.embeddings[view], tf.stack([replica_id * rows, 0]), [rows, -1])
+  def replica_rows(self, view):
+    rows = self.length // num_replicas()
+    return tf.slice(self.embeddings[view], tf.stack([replica_index() * rows, 0]), [rows, -1])
 
   def is_full(self):
     return self.filled >= self.length
@@ -189,9 +190,6 @@ class Suave(MultiCropSemiSupervised):
     """Sinkhorn-Knopp targets [2, B_u, K] of the global crops (with the queue's rows when
     it is full); a training step then pushes the crops' embeddings into the queue."""
     config = self.config
-    context = tf.distribute.get_replica_context()
-    replica_id = context.replica_id_in_sync_group if context else 0
-    num_replicas = context.num_replicas_in_sync if context else 1
     batch = global_scores.shape[1]
 
     def sinkhorn(scores, mask=None):
@@ -205,7 +203,7 @@ class Suave(MultiCropSemiSupervised):
         targets.append(sinkhorn(scores))
         continue
       # SwAV uses the queue once it is full; until then its rows take no part.
-      queued = self.queue.replica_rows(view, replica_id, num_replicas)
+      queued = self.queue.replica_rows(view)
       mask = tf.concat([tf.fill([queued.shape[0]], tf.cast(self.queue.is_full(), tf.float32)),
                         tf.ones([batch])], 0)
       targets.append(sinkhorn(tf.concat([self.prototypes(queued), scores], 0), mask))
