@@ -195,7 +195,8 @@ class Daino(MultiCropSemiSupervised):
 
   def _pairs(self):
     """(teacher variable, student variable) of every part, in the same order."""
-    for teacher, student in ((self.teacher, self.student), (self.projection, self.student_projection),
+    for teacher, student in ((self.teacher, self.student),
+                             (self.projection, self.student_projection),
                              (self.prototypes, self.student_prototypes)):
       yield from zip(teacher.weights, student.weights)
 

@@ -10,9 +10,9 @@ truncated normal (std 0.02) weights, zero biases, unit LayerNorm scales, eps 1e-
 Images other than the built size work: the position embeddings of the patch grid are
 resized bicubically to the input's grid (DINO's `interpolate_pos_encoding`), which its
 multi-crop's 96-px crops need. For a static grid the resize is a product with fixed
-interpolation matrices (XLA, and so TPUs, have no bicubic-resize kernel). Images of at most 64 px (unless `cifar_stem` says
-otherwise) get 4-px patches, as ViTs on CIFAR usually do; ImageNet sizes get the model's
-own patch size.
+interpolation matrices (XLA, and so TPUs, have no bicubic-resize kernel). Images of at
+most 64 px (unless `cifar_stem` says otherwise) get 4-px patches, as ViTs on CIFAR
+usually do; ImageNet sizes get the model's own patch size.
 """
 
 import math
