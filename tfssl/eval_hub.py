@@ -30,6 +30,7 @@ from absl import logging
 from tfssl import cli
 from tfssl import config as config_lib
 from tfssl import datasets
+from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import losses
 from tfssl import preprocess as pp
@@ -94,6 +95,7 @@ class Task:
       raise UserError(f"{module_dir} has no module_info.json naming its dataset: pass --dataset.")
     dataset_dir = dataset_dir if dataset_dir is not None else (
         self.info.get("dataset_dir") if self.dataset_name == self.info.get("dataset") else None)
+    experiment.check_paths(experiment.dataset_paths(self.dataset_name, dataset_dir))
     self.source = datasets.get_source(self.dataset_name, dataset_dir=dataset_dir or None)
     self.dataset_dir = dataset_dir
     self.image_size = config.image_size or self.info.get("image_size") or self.source.image_size
@@ -489,6 +491,7 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
   """Runs one protocol on one module; writes WORKDIR/results.json; returns the results."""
   protocol_fn = PROTOCOLS.get(protocol)
   config = config or default_config()
+  experiment.check_paths([(hub_module, "--hub_module"), (workdir, "--workdir")])
   module_dir = export_lib.resolve_module_dir(hub_module)
   task = Task(module_dir, dataset, dataset_dir, config)
   representations = _representation_names(task, representation)

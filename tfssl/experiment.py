@@ -49,7 +49,8 @@ class Experiment:
 
 
 def resolve(config):
-  """Validates names, dataset and label subset; computes the schedule length."""
+  """Validates names, paths, dataset and label subset; computes the schedule length."""
+  check_paths(_config_paths(config))
   method_cls = methods.get_method(config.method)
   models.MODELS.get(config.model)
   source = datasets.get_source(config.dataset, dataset_dir=config.dataset_dir or None)
@@ -97,6 +98,53 @@ def resolve(config):
                     pseudo_labels=pseudo_labels, init_checkpoint=init_checkpoint)
 
 
+def dataset_paths(dataset, dataset_dir):
+  """(path, flag) of where `dataset` is read from."""
+  paths = [(dataset_dir, "--dataset_dir")]
+  if dataset and dataset.startswith(datasets.FOLDER_PREFIX):
+    paths.append((dataset[len(datasets.FOLDER_PREFIX):], "--dataset=folder:"))
+  return paths
+
+
+def _config_paths(config):
+  """(path, flag) of every file or dir the config names."""
+  paths = dataset_paths(config.dataset, config.dataset_dir) + [
+      (config.pseudo_labels, "--pseudo_labels"), (config.init_from, "--init_from")]
+  if config.labels and config.labels.startswith("file:"):
+    paths.append((config.labels[len("file:"):], "--labels=file:"))
+  return paths
+
+
+def check_paths(paths):
+  """Probes every (path, flag) that is set (see path_exists), so an unreachable one fails
+  before any long work."""
+  for path, what in paths:
+    if path:
+      path_exists(path, what)
+
+
+def path_exists(path, what):
+  """tf.io.gfile.exists(path), but a path that cannot be reached at all (a gs:// bucket
+  without credentials or network, a dir without permission) is one UserError naming the
+  flag, the path and what to do, raised before anything is written."""
+  try:
+    return tf.io.gfile.exists(path)
+  except tf.errors.OpError as e:
+    detail = f"{e.__class__.__name__}: {(e.message or str(e)).strip().splitlines()[0][:300]}"
+    if path.startswith("gs://"):
+      advice = ("Google Cloud Storage needs credentials that may read the bucket (and write a "
+                "workdir): run `gcloud auth application-default login`, or set "
+                "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file; on a TPU VM or "
+                "GCE VM, give its service account access to the bucket and the VM the "
+                "storage (cloud-platform) scope. The machine must also reach "
+                "www.googleapis.com.")
+    else:
+      advice = ("Check the path, your permissions on it and, for a remote filesystem, the "
+                "network and credentials.")
+    raise UserError(f"{what} {path} cannot be accessed ({detail}). {advice} "
+                    "Nothing was written.") from e
+
+
 def find_checkpoint(path, what):
   """The newest checkpoint of a run: `path` is its workdir, its checkpoints dir, a
   checkpoint prefix (WORKDIR/checkpoints/ckpt-1000), or an exported module (a module dir
@@ -128,6 +176,7 @@ def check_batch_divides(batch_size, num_replicas, what="batch_size"):
 
 def check_workdir(workdir, config):
   """Refuses a workdir whose run has another method/model/dataset; returns its saved config."""
+  path_exists(workdir, "--workdir")  # one clear message if it cannot be reached at all
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
     return None

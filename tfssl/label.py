@@ -21,6 +21,7 @@ from absl import logging
 from tfssl import cli
 from tfssl import datasets
 from tfssl import eval_hub
+from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import preprocess as pp
 from tfssl import pseudo_labels
@@ -89,6 +90,7 @@ def label(hub_module, out, *, dataset=None, dataset_dir=None, labels=None, seed=
     raise UserError(f"Unknown --average_over '{average_over}'. Known: {', '.join(AVERAGE_OVER)}.")
   if not out:
     raise UserError("--out is required: the pseudo-label file to write (e.g. labels.json).")
+  experiment.check_paths([(hub_module, "--hub_module"), (out, "--out")])
   module_dir = export_lib.resolve_module_dir(hub_module)
   config = eval_hub.default_config()
   task = eval_hub.Task(module_dir, dataset, dataset_dir, config)

@@ -9,6 +9,9 @@ import sys
 
 import tensorflow as tf
 
+from tfssl import experiment
+from tfssl.errors import UserError
+
 COLUMNS = ("run", "protocol", "dataset", "representation", "top1", "top5", "num_examples")
 
 
@@ -36,6 +39,11 @@ def format_rows(rows):
 def main(argv):
   if len(argv) != 2:
     print("usage: python -m tfssl.report DIR", file=sys.stderr)
+    return 2
+  try:
+    experiment.check_paths([(argv[1], "DIR")])
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
   rows = collect(argv[1])
   if not rows:
