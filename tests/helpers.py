@@ -1,6 +1,9 @@
 """Shared by the tests: tiny configs (a ResNet with a few thousand parameters on 16 px
 digits) and checks every backbone must pass."""
 
+import os
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -14,6 +17,16 @@ TINY = ["model_width=0.0625", "image_size=16", "batch_size=32", "eval_batch_size
         "steps_per_loop=5", "checkpoint_every_steps=10", "warmup_epochs=0",
         "learning_rate=0.1", "lr_base_batch_size=32", "lr_schedule=constant", "weight_decay=1e-4",
         "log_every_seconds=0", "summary_images=4", "crop_area_min=0.5", "shuffle_buffer=256"]
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def trainer_command(workdir, *extra, method="supervised"):
+  """The trainer CLI on the tiny config (supervised resnet10_v2 on digits by default)."""
+  return ([sys.executable, "-m", "tfssl.trainer", f"--method={method}", "--model=resnet10_v2",
+           "--dataset=digits", f"--workdir={workdir}"] + [f"--config.{o}" for o in TINY]
+          + list(extra))
 
 
 def tiny_config(method="supervised", *overrides, model="resnet10_v2", dataset="digits", **fields):

@@ -2,20 +2,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import TINY, tiny_config
+from tests.helpers import REPO, tiny_config, trainer_command
 from tfssl import methods
 from tfssl import optim
 from tfssl import trainer
 from tfssl.errors import NonFiniteLossError, UserError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _losses(run):
@@ -114,13 +111,8 @@ def test_run_eval_evaluates_each_checkpoint_once(tmp_path):
   assert saved["20"]["top5"] == results["20"]["top5"]
 
 
-def _cli(workdir, *extra):
-  return [sys.executable, "-m", "tfssl.trainer", "--method=supervised", "--model=resnet10_v2",
-          "--dataset=digits", f"--workdir={workdir}"] + [f"--config.{o}" for o in TINY] + list(extra)
-
-
 def test_cli_reports_bad_input_in_one_line(tmp_path):
-  result = subprocess.run(_cli(tmp_path, "--dataset=imagenet", "--dataset_dir=/nonexistent"),
+  result = subprocess.run(trainer_command(tmp_path, "--dataset=imagenet", "--dataset_dir=/nonexistent"),
                           capture_output=True, text=True, cwd=REPO, timeout=120)
   assert result.returncode == 2
   assert "error:" in result.stderr and "/nonexistent" in result.stderr
@@ -129,7 +121,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 def test_killed_run_resumes_at_saved_step(tmp_path):
   workdir = tmp_path / "run"
-  command = _cli(workdir, "--config.train_steps=1000", "--config.checkpoint_every_steps=50",
+  command = trainer_command(workdir, "--config.train_steps=1000", "--config.checkpoint_every_steps=50",
                  "--config.steps_per_loop=20", "--config.keep_checkpoints=20")
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -175,7 +167,7 @@ def test_the_same_config_trains_identically_in_two_processes(tmp_path):
   process, decides them (an initializer made at import time once broke this)."""
   outputs = []
   for name in ("a", "b"):
-    result = subprocess.run(_cli(tmp_path / name, "--config.train_steps=10",
+    result = subprocess.run(trainer_command(tmp_path / name, "--config.train_steps=10",
                                  "--config.steps_per_loop=5"),
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

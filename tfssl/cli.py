@@ -6,7 +6,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from tfssl.errors import NonFiniteLossError, UserError
+from tfssl.errors import NonFiniteLossError, Preempted, UserError
 
 _CONFIG_PREFIX = "--config."
 
@@ -34,5 +34,9 @@ def run(main_fn):
       logging.error("%s", e)
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except Preempted as e:
+      logging.warning("%s", e)
+      print(f"preempted: {e}", file=sys.stderr)
+      sys.exit(Preempted.EXIT_CODE)
 
   app.run(wrapped, flags_parser=parse)

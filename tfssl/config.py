@@ -91,6 +91,10 @@ def base_config():
   c.keep_checkpoints = 3
   c.export_every_steps = 0  # 0: export only at the end
   c.log_every_seconds = 10.0
+  # One input pipeline per replica instead of per host (MirroredStrategy only): one host
+  # then reads the very batches of a job with one replica on each of several hosts.
+  c.input_pipeline_per_replica = False
+  c.cluster_wait_seconds = 600.0  # how long a task of several hosts waits for the others
   c.summary_images = 16  # augmented training images written to TensorBoard at start
 
   # The --run_eval job.

@@ -2,6 +2,9 @@
 
 import json
 import os
+import socket
+import threading
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -9,31 +12,226 @@ from absl import logging
 from tfssl.errors import UserError
 
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "one_device", "default")
+TRAINING_JOBS = ("chief", "worker")
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\'')
+
+
+def _tf_config_error(problem):
+  return UserError(f"TF_CONFIG {problem}. Every worker gets the same cluster and its own task, "
+                   f"e.g. {TF_CONFIG_EXAMPLE} on the first host and index 1 on the second.")
+
+
+def read_tf_config(environ=None):
+  """(cluster, task type, task index) from TF_CONFIG, checked; ({}, None, None) without it."""
+  raw = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
+  if not raw:
+    return {}, None, None
+  try:
+    tf_config = json.loads(raw)
+  except json.JSONDecodeError as e:
+    raise _tf_config_error(f"is not JSON ({e.msg} at character {e.pos}: {raw[:120]!r})") from e
+  if not isinstance(tf_config, dict):
+    raise _tf_config_error(f"must be a JSON object, not {raw[:120]!r}")
+  cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
+  if not isinstance(cluster, dict) or not all(
+      isinstance(addresses, list) and all(isinstance(a, str) and ":" in a for a in addresses)
+      for addresses in cluster.values()):
+    raise _tf_config_error(f"has a cluster that is not {{job: [\"host:port\", ...]}}: {cluster}")
+  unknown_jobs = sorted(set(cluster) - set(TRAINING_JOBS))
+  if unknown_jobs:
+    raise _tf_config_error(f"lists jobs {unknown_jobs}: tfssl trains synchronously with "
+                           f"{' and '.join(TRAINING_JOBS)} tasks only (no parameter servers)")
+  addresses = [a for job in TRAINING_JOBS for a in cluster.get(job, [])]
+  if len(set(addresses)) != len(addresses):
+    raise _tf_config_error(f"gives one address to two tasks: {addresses}")
+  if not cluster:
+    return {}, None, None
+  if not isinstance(task, dict) or "type" not in task or "index" not in task:
+    raise _tf_config_error(f"has a cluster but no task {{\"type\": ..., \"index\": ...}} "
+                           f"saying which of its tasks this process is (got {task})")
+  task_type, index = task["type"], task["index"]
+  if task_type == "evaluator":
+    return cluster, task_type, index
+  if task_type not in cluster:
+    raise _tf_config_error(f"says this process is a '{task_type}' but the cluster has only "
+                           f"{sorted(cluster)} tasks")
+  if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+    raise _tf_config_error(f"says this process is {task_type} {index} but the cluster lists "
+                           f"{len(cluster[task_type])} {task_type} task(s) (indices from 0)")
+  return cluster, task_type, index
 
 
 def _cluster_workers():
-  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-  cluster = tf_config.get("cluster", {})
-  return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+  cluster, task_type, _ = read_tf_config()
+  if task_type == "evaluator":  # an evaluator beside the workers runs on its own devices
+    return 0
+  return sum(len(cluster.get(job, [])) for job in TRAINING_JOBS)
 
 
-def make_strategy(tpu="", strategy="auto"):
+def uses_several_workers(tpu="", strategy="auto"):
+  """Whether make_strategy will join a cluster of hosts (which must happen before any op)."""
+  return not tpu and strategy != "tpu" and (
+      strategy == "multiworker" or (strategy == "auto" and _cluster_workers() > 1))
+
+
+def _task_card(cluster, task_type, index):
+  return (json.dumps({"cluster": cluster, "task": [task_type, index]}, sort_keys=True) + "\n")
+
+
+def _check_peer(card, reply, address):
+  peer = json.loads(reply)
+  mine = json.loads(card)
+  if peer["cluster"] != mine["cluster"]:
+    raise _tf_config_error(
+        f"of the task at {address} lists the cluster {peer['cluster']}, but this task's lists "
+        f"{mine['cluster']}")
+  return tuple(peer["task"])
+
+
+def check_cluster(timeout_seconds, environ=None):
+  """Checks, before TensorFlow joins the cluster of TF_CONFIG, that every task listed there
+  is up with the same cluster and the task its address says, within `timeout_seconds`.
+
+  TensorFlow's own join blocks without a deadline (and without answering SIGTERM) while a
+  task is missing, and hangs or fails obscurely when two tasks disagree on the cluster.
+  Each task listens on its own port and greets every other; the listener closes before
+  TensorFlow's server takes the port over.
+  """
+  cluster, task_type, index = read_tf_config(environ)
+  tasks = [(job, i) for job in TRAINING_JOBS for i in range(len(cluster.get(job, [])))]
+  address_of = {(job, i): cluster[job][i] for job, i in tasks}
+  card = _task_card(cluster, task_type, index)
+  peers = {task for task in tasks if task != (task_type, index)}
+  greeted_by, greeted, problems = set(), set(), []
+  port = int(address_of[(task_type, index)].rsplit(":", 1)[1])
+  listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    listener.bind(("", port))
+  except OSError as e:
+    listener.close()
+    raise _tf_config_error(
+        f"gives this {task_type} {index} port {port}, which is taken on this host ({e.strerror}): "
+        "another task here has the same index, or another job uses the port") from e
+  listener.listen(len(tasks))
+  listener.settimeout(0.2)
+  deadline = time.monotonic() + timeout_seconds
+
+  def serve():
+    while time.monotonic() < deadline and greeted_by != peers and not problems:
+      try:
+        connection, _ = listener.accept()
+      except socket.timeout:
+        continue
+      with connection:
+        try:
+          connection.settimeout(5)
+          connection.sendall(card.encode())
+          reply = connection.makefile().readline()
+          greeted_by.add(_check_peer(card, reply, "a peer"))
+        except (OSError, ValueError, KeyError, UserError) as e:
+          problems.append(e)
+
+  server = threading.Thread(target=serve, daemon=True)
+  server.start()
+  try:
+    for peer in sorted(peers):
+      host, peer_port = address_of[peer].rsplit(":", 1)
+      while peer not in greeted and not problems:
+        if time.monotonic() > deadline:
+          break
+        try:
+          with socket.create_connection((host, int(peer_port)), timeout=2) as connection:
+            connection.settimeout(5)
+            reply = connection.makefile().readline()
+            connection.sendall(card.encode())
+          if not reply:  # TensorFlow's server already holds the port: that task got past this
+            greeted.add(peer)
+            greeted_by.add(peer)
+            continue
+          answered = _check_peer(card, reply, address_of[peer])
+          if answered != peer:
+            raise _tf_config_error(
+                f"of the task at {address_of[peer]} says it is {answered[0]} {answered[1]}, but "
+                f"the cluster lists that address as {peer[0]} {peer[1]}")
+          greeted.add(peer)
+        except UserError:
+          raise
+        except (OSError, ValueError):  # not listening yet, or it closed mid-greeting
+          time.sleep(0.2)
+    server.join(max(deadline - time.monotonic(), 0) + 1)
+  finally:
+    listener.close()
+  if problems:
+    raise problems[0] if isinstance(problems[0], UserError) else _tf_config_error(
+        f"could not be checked with a peer: {problems[0]}")
+  missing = sorted(peers - (greeted & greeted_by))
+  if missing:
+    raise UserError(
+        f"This {task_type} {index} waited {timeout_seconds:.0f} s for the other tasks of "
+        f"TF_CONFIG; not up: {', '.join(f'{job} {i} at {address_of[(job, i)]}' for job, i in missing)}."
+        " Start every task listed there, each with the same cluster and its own task index, "
+        "and check their host:port addresses are reachable from this host.")
+
+
+def _join_cluster(register_timeout_seconds):
+  """MultiWorkerMirroredStrategy over the cluster of TF_CONFIG, once every task is up."""
+  _, task_type, _ = read_tf_config()
+  if task_type is None:
+    raise _tf_config_error("is not set, but --strategy=multiworker needs it")
+  if task_type == "evaluator":
+    raise _tf_config_error("makes this process the evaluator, which trains nothing: run it "
+                           "with --run_eval")
+  check_cluster(register_timeout_seconds)
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _tpu_strategy(tpu):
+  """TPUStrategy on this TPU VM ("local") or on the TPU VM slice named `tpu`, whose hosts
+  each run an input pipeline fed by this process (started on worker 0 only)."""
+  if tpu != "local" and os.environ.get("TPU_LOAD_LIBRARY") != "0":
+    raise UserError(
+        f"--tpu={tpu} drives a TPU slice from this host, which must then leave its own TPU "
+        "chips to the slice's runtime: start the trainer with TPU_LOAD_LIBRARY=0 in the "
+        "environment (config/tpu/launch.sh does), or use --tpu=local on a single TPU VM.")
+  try:
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+  except ValueError as e:
+    raise UserError(f"No TPU named '{tpu}' could be found ({e}). Check the name, zone and "
+                    "project with: gcloud compute tpus tpu-vm list --zone=ZONE") from e
+  except (RuntimeError, ImportError) as e:
+    if "Google API client" not in str(e) and "googleapiclient" not in str(e):
+      raise
+    raise UserError(
+        f"Finding the TPU '{tpu}' by name needs the Google API client: pip install "
+        "google-api-python-client oauth2client (not cloud-tpu-client, which breaks protobuf "
+        "for TensorFlow).") from e
+  if tpu != "local":
+    tf.config.experimental_connect_to_cluster(resolver)
+  tf.tpu.experimental.initialize_tpu_system(resolver)
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def make_strategy(tpu="", strategy="auto", cluster_register_timeout_seconds=600,
+                  local_only=False):
   """TPU when `tpu` is given, several hosts from TF_CONFIG, all local GPUs, else the CPU.
 
   Args:
     tpu: "" for none, "local" on a TPU VM, or a TPU name / grpc address.
     strategy: one of STRATEGIES; "auto" decides from `tpu`, TF_CONFIG and visible GPUs.
+    cluster_register_timeout_seconds: how long a worker of several waits for the others.
+    local_only: this host's devices only, whatever TF_CONFIG says (an evaluator beside a
+      job of several hosts).
   """
   if strategy not in STRATEGIES:
     raise UserError(f"Unknown strategy '{strategy}'. Known strategies: {', '.join(STRATEGIES)}.")
+  if local_only and strategy == "multiworker":
+    strategy = "auto"
   if tpu or strategy == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "local")
-    if (tpu or "local") != "local":
-      tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    chosen = tf.distribute.TPUStrategy(resolver)
-  elif strategy == "multiworker" or (strategy == "auto" and _cluster_workers() > 1):
-    chosen = tf.distribute.MultiWorkerMirroredStrategy()
+    chosen = _tpu_strategy(tpu or "local")
+  elif not local_only and uses_several_workers(tpu, strategy):
+    chosen = _join_cluster(cluster_register_timeout_seconds)
   else:
     gpus = tf.config.list_logical_devices("GPU")
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
@@ -49,6 +247,14 @@ def make_strategy(tpu="", strategy="auto"):
 
 def is_tpu(strategy):
   return isinstance(strategy, (tf.distribute.TPUStrategy,))
+
+
+def task_name(strategy):
+  """"worker_1"-style name of this task of a job of several hosts ("chief" alone)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or resolver.task_type is None:
+    return "chief"
+  return f"{resolver.task_type}_{resolver.task_id}"
 
 
 def is_chief(strategy):

@@ -8,6 +8,7 @@ Workdir layout: config.json, checkpoints/, summaries/{train,eval}/, export/hub/<
 eval/results.json.
 """
 
+import functools
 import json
 import math
 import os
@@ -29,8 +30,9 @@ from tfssl import experiment as experiment_lib
 from tfssl import export as export_lib
 from tfssl import methods
 from tfssl import optim
+from tfssl import preemption
 from tfssl import pseudo_labels as pseudo_labels_lib
-from tfssl.errors import NonFiniteLossError, UserError
+from tfssl.errors import NonFiniteLossError, Preempted, UserError
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -163,6 +165,10 @@ class Trainer:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
         step_counter=self.optimizer.iterations)
+    # Every task of a job of several hosts takes part in each save (reading a variable may
+    # be a collective), but only the chief's copy is kept.
+    self.scratch_dir = None if self.chief else os.path.join(
+        workdir, f".scratch_{distribute.task_name(strategy)}")
 
   def _check_stream_batches(self):
     replicas = self.strategy.num_replicas_in_sync
@@ -221,6 +227,15 @@ class Trainer:
 
     return train_loop
 
+  def save_checkpoint(self):
+    if self.chief:
+      return self.manager.save(checkpoint_number=self.step)
+    scratch = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(self.scratch_dir, "checkpoints"), max_to_keep=1)
+    scratch.save(checkpoint_number=self.step)
+    tf.io.gfile.rmtree(self.scratch_dir)
+    return os.path.join(self.paths["checkpoints"], f"ckpt-{self.step}")  # the chief's
+
   def _write_image_summary(self, dataset_fn):
     dataset = dataset_fn(tf.distribute.InputContext())
     batch = next(iter(dataset))
@@ -229,7 +244,7 @@ class Trainer:
                      step=self.step)
 
   def export(self):
-    export_dir = os.path.join(self.paths["export"], str(self.step))
+    export_dir = os.path.join(self.scratch_dir or self.paths["export"], str(self.step))
     info = dict(method=self.config.method, model=self.config.model,
                 dataset=self.config.dataset, dataset_dir=self.config.dataset_dir,
                 labels=self.config.labels, image_size=self.exp.image_size,
@@ -241,6 +256,9 @@ class Trainer:
         export_lib.export_hub_module(self.method, export_dir, info)
     else:
       export_lib.export_hub_module(self.method, export_dir, info)
+    if not self.chief:
+      tf.io.gfile.rmtree(self.scratch_dir)
+      return os.path.join(self.paths["export"], str(self.step))
     logging.info("Exported hub module to %s", export_dir)
     return export_dir
 
@@ -250,11 +268,12 @@ class Trainer:
     start_step = self.restore()
     if start_step >= exp.total_steps:
       logging.info("Workdir already trained to step %d (of %d).", start_step, exp.total_steps)
-      if self.chief and not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step))):
+      if not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step))):
         self.export()
       return {}
     dataset_fn = make_train_dataset_fn(exp, self.method)
-    dist_dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+    dist_dataset = self.strategy.distribute_datasets_from_function(
+        dataset_fn, self._input_options())
     iterator = iter(dist_dataset)
     train_loop = self._train_loop_fn()
     writer = (tf.summary.create_file_writer(self.paths["train_summaries"]) if self.chief
@@ -262,11 +281,24 @@ class Trainer:
     with writer.as_default():
       if start_step == 0 and config.summary_images:
         self._write_image_summary(dataset_fn)
-      metrics = self._run(train_loop, iterator, start_step)
-    writer.flush()
+      try:
+        with preemption.PreemptionWatcher(self.strategy) as watcher:
+          metrics = self._run(train_loop, iterator, start_step, watcher)
+      finally:
+        writer.flush()
     return metrics
 
-  def _run(self, train_loop, iterator, start_step):
+  def _input_options(self):
+    if not self.config.input_pipeline_per_replica:
+      return None
+    if type(self.strategy) is not tf.distribute.MirroredStrategy:  # pylint: disable=unidiomatic-typecheck
+      raise UserError(
+          "input_pipeline_per_replica needs MirroredStrategy (several devices of one host); "
+          f"this job runs {type(self.strategy).__name__}. Drop the setting.")
+    return tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA)
+
+  def _run(self, train_loop, iterator, start_step, watcher):
     config, exp = self.config, self.exp
     global_batch = config.batch_size
     step = start_step
@@ -294,9 +326,12 @@ class Trainer:
       tf.summary.scalar("train/images_per_sec", steps_per_sec * global_batch, step=step)
       for name, value in metrics.items():
         tf.summary.scalar(f"train/{name}", value, step=step)
-      if self.chief and (step % config.checkpoint_every_steps == 0 or step >= exp.total_steps):
-        self.manager.save(checkpoint_number=step)
-      if self.chief and config.export_every_steps and step % config.export_every_steps == 0 \
+      stop = step < exp.total_steps and watcher.stop_requested()
+      if step % config.checkpoint_every_steps == 0 or step >= exp.total_steps or stop:
+        saved = self.save_checkpoint()
+      if stop:
+        raise Preempted(step, saved)
+      if config.export_every_steps and step % config.export_every_steps == 0 \
           and step < exp.total_steps:
         self.export()
       now = time.time()
@@ -309,8 +344,7 @@ class Trainer:
                               if k != "loss"),
                      steps_per_sec * global_batch, _format_seconds(eta))
         last_log = now
-    if self.chief:
-      self.export()
+    self.export()
     return metrics
 
 
@@ -332,7 +366,9 @@ def _saved_objects(checkpoint_path):
   """
   graph = trackable_object_graph_pb2.TrackableObjectGraph()
   graph.ParseFromString(
-      tf.train.load_checkpoint(checkpoint_path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+      # Not tf.train.load_checkpoint: its isdir(prefix) probe is true on ram:// for a prefix.
+      tf.compat.v1.train.NewCheckpointReader(checkpoint_path)
+      .get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
   children = {child.local_name: child.node_id for child in graph.nodes[0].children}
   if export_lib.TRACKABLES_ATTRIBUTE in children:
     node = graph.nodes[children[export_lib.TRACKABLES_ATTRIBUTE]]
@@ -394,9 +430,11 @@ def _format_seconds(seconds):
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def prepare_workdir(exp, workdir):
+def prepare_workdir(exp, workdir, chief=True):
   """Checks the workdir belongs to this config, then records the config (chief only)."""
   saved = experiment_lib.check_workdir(workdir, exp.config)
+  if not chief:
+    return
   tf.io.gfile.makedirs(workdir)
   path = workdir_paths(workdir)["config"]
   current = json.loads(config_lib.to_json(exp.config))
@@ -413,7 +451,7 @@ def train(config, workdir, strategy=None, exp=None):
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer."""
   exp = exp or experiment_lib.resolve(config)
   strategy = strategy or tf.distribute.get_strategy()
-  prepare_workdir(exp, workdir)
+  prepare_workdir(exp, workdir, distribute.is_chief(strategy))
   trainer = Trainer(exp, workdir, strategy)
   trainer.train()
   return trainer
@@ -539,10 +577,18 @@ def main(argv, overrides):
   if not FLAGS.workdir:
     raise UserError("--workdir is required (a local path or gs://bucket/dir).")
   config = config_from_flags(overrides)
-  # Bad names, data or workdir fail here, before any accelerator is touched.
-  exp = experiment_lib.resolve(config)
+  # Collective ops must be configured before TensorFlow runs its first op, so a worker of
+  # several hosts joins its cluster first; elsewhere bad names, data or workdir fail
+  # before any accelerator is touched.
+  # The --run_eval job never joins the cluster: it evaluates beside it on its own devices.
+  make_strategy = functools.partial(distribute.make_strategy, FLAGS.tpu, FLAGS.strategy,
+                                    config.cluster_wait_seconds, local_only=FLAGS.run_eval)
+  strategy = None
+  if not FLAGS.run_eval and distribute.uses_several_workers(FLAGS.tpu, FLAGS.strategy):
+    strategy = make_strategy()
   experiment_lib.check_workdir(FLAGS.workdir, config)
-  strategy = distribute.make_strategy(FLAGS.tpu, FLAGS.strategy)
+  exp = experiment_lib.resolve(config)
+  strategy = strategy or make_strategy()
   if FLAGS.run_eval:
     results = run_eval(config, FLAGS.workdir, strategy, exp)
     print(json.dumps(results, indent=2))

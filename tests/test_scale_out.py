@@ -1,0 +1,146 @@
+"""Several hosts and preemption, on one machine: worker processes on loopback ports."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tests.helpers import REPO, tiny_config, trainer_command
+from tfssl import trainer
+
+STEPS = 20
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _tf_config(ports, index, task_type="worker"):
+  return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                     "task": {"type": task_type, "index": index}})
+
+
+def _start_task(tmp_path, ports, index, *command, task_type="worker"):
+  log = open(tmp_path / f"{task_type}{index}.log", "w")
+  env = dict(os.environ, TF_CONFIG=_tf_config(ports, index, task_type))
+  return subprocess.Popen(list(command), cwd=REPO, env=env, stdout=log, stderr=log)
+
+
+def _final_weights(workdir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir,
+                                                                            "checkpoints")))
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "/.ATTRIBUTES/" in name and "OBJECT_GRAPH" not in name}
+
+
+def test_two_workers_train_as_one_host_with_two_replicas(tmp_path, two_replica_strategy):
+  """Same weights as two replicas of one process reading the same global batches (one
+  input pipeline per replica); each worker reads its own half of the data; only the chief
+  keeps what it writes; an evaluator beside them scores each checkpoint."""
+  workdir = tmp_path / "two_workers"
+  ports = _free_ports(2)
+  flags = [f"--config.train_steps={STEPS}", "--config.summary_images=0",
+           "--config.eval_poll_seconds=1"]
+  tasks = [_start_task(tmp_path, ports, i, sys.executable, "tests/multiworker_task.py",
+                       str(tmp_path / f"ids{i}.json"),
+                       *trainer_command(workdir, *flags)[2:])
+           for i in range(2)]
+  evaluator = _start_task(tmp_path, ports, 0, *trainer_command(workdir, *flags, "--run_eval"),
+                          task_type="evaluator")
+  for i, task in enumerate(tasks):
+    assert task.wait(timeout=300) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+  assert evaluator.wait(timeout=120) == 0, (tmp_path / "evaluator0.log").read_text()[-3000:]
+  evaluated = json.loads((workdir / "eval" / "results.json").read_text())
+  assert str(STEPS) in evaluated  # and ckpt-10 unless training outran the evaluator's start
+  assert evaluated[str(STEPS)]["num_examples"] > 0
+
+  single = trainer.train(tiny_config("supervised", f"train_steps={STEPS}", "summary_images=0",
+                                     "input_pipeline_per_replica=True"),
+                         str(tmp_path / "one_host"), two_replica_strategy)
+  assert single.step == STEPS
+  expected = _final_weights(tmp_path / "one_host")
+  got = _final_weights(workdir)
+  assert set(got) == set(expected)
+  for name in expected:
+    # Summing two gradients is order-free; what differs is XLA's and the collective's
+    # float rounding.
+    np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+  read = [json.loads((tmp_path / f"ids{i}.json").read_text()) for i in range(2)]
+  assert [[(p["pipeline"], p["pipelines"]) for p in task] for task in read] == [[(0, 2)],
+                                                                               [(1, 2)]]
+  ids = [set(task[0]["ids"]) for task in read]
+  assert all(len(task[0]["ids"]) == len(i) for task, i in zip(read, ids))
+  assert not ids[0] & ids[1]
+  all_ids = {e["id"].numpy().decode()
+             for e in single.exp.source.read(single.exp.source.train_split)}
+  assert ids[0] | ids[1] == all_ids
+
+  assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "eval", "export",
+                                         "summaries"]
+  assert len(os.listdir(workdir / "summaries" / "train")) == 1  # the chief's only
+  assert os.listdir(workdir / "summaries" / "eval")
+  assert os.listdir(workdir / "export" / "hub") == [str(STEPS)]
+
+
+def test_worker_with_a_tf_config_that_does_not_match_its_peer(tmp_path):
+  """Two workers that disagree on the cluster, and one whose peer never comes, each stop
+  with one message instead of waiting forever."""
+  ports = _free_ports(3)
+  command = trainer_command(tmp_path / "run", "--config.cluster_wait_seconds=20")
+  first = _start_task(tmp_path, ports[:2], 0, *command)
+  second = _start_task(tmp_path, ports, 1, *command)  # thinks there are three workers
+  assert second.wait(timeout=120) == 2
+  assert first.wait(timeout=120) == 2
+  for i in range(2):
+    log = (tmp_path / f"worker{i}.log").read_text()
+    assert "error: TF_CONFIG" in log and "lists the cluster" in log, log[-2000:]
+    assert "Traceback" not in log
+  result = subprocess.run(
+      command[:-1] + ["--config.cluster_wait_seconds=2"], cwd=REPO, capture_output=True,
+      text=True, timeout=120, env=dict(os.environ, TF_CONFIG=_tf_config(ports[:2], 0)))
+  assert result.returncode == 2
+  assert f"not up: worker 1 at 127.0.0.1:{ports[1]}" in result.stderr
+  bad_index = subprocess.run(
+      command, cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, TF_CONFIG=_tf_config(ports[:2], 2)))
+  assert bad_index.returncode == 2
+  assert "worker 2 but the cluster lists 2 worker task(s)" in bad_index.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
+  workdir = tmp_path / "run"
+  command = trainer_command(workdir, "--config.train_steps=2000", "--config.steps_per_loop=1",
+                            "--config.checkpoint_every_steps=100000", "--config.summary_images=0")
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  deadline = time.time() + 120
+  for line in process.stderr:  # the trainer logs every step (log_every_seconds=0)
+    if " step 5/" in line or time.time() > deadline:
+      break
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 42, stderr[-2000:]
+  saved = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  saved_step = int(saved.rsplit("-", 1)[1])
+  assert 5 <= saved_step < 2000
+  assert f"Preempted at step {saved_step}" in stderr and "Traceback" not in stderr
+
+  result = subprocess.run(command + ["--config.train_steps=60"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"at step {saved_step}" in result.stderr
+  assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == max(saved_step, 60)
