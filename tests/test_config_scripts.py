@@ -8,6 +8,7 @@ import inspect
 import os
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -125,3 +126,13 @@ def test_scripts_were_found():
   label_names = {os.path.relpath(p, REPO) for p in LABEL_SCRIPTS}
   assert {"config/pseudo_label/imagenet_label.sh", "config/moam/step2.sh",
           "config/moam/cifar10_step2.sh"} <= label_names
+
+
+def test_tpu_scripts_parse():
+  """config/tpu/ runs on Cloud TPU only; here bash checks every script and the parts it
+  sends to the workers."""
+  result = subprocess.run(["bash", os.path.join(REPO, "config", "tpu", "lint.sh")],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, SHELLCHECK="0"))
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "launch.sh (remote part)" in result.stdout
