@@ -9,10 +9,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.helpers import REPO, tiny_config, trainer_command
+from tfssl import distribute
 from tfssl import trainer
+from tfssl.errors import UserError
 
 STEPS = 20
 
@@ -144,3 +147,33 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"at step {saved_step}" in result.stderr
   assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == max(saved_step, 60)
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{not json", "is not JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "worker 2 but the cluster lists 2 worker task(s)"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+     "is a 'chief' but the cluster has only ['worker'] tasks"),
+    ('{"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", '
+     '"index": 0}}', "no parameter servers"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "one address to two tasks"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', "no task"),
+])
+def test_tf_config_that_cannot_describe_this_task_is_refused(tf_config, message):
+  with pytest.raises(UserError, match="TF_CONFIG") as error:
+    distribute.read_tf_config({"TF_CONFIG": tf_config})
+  assert message in str(error.value)
+
+
+def test_evaluator_and_tpu_jobs_never_join_the_workers(monkeypatch):
+  evaluator = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "evaluator", "index": 0}}
+  monkeypatch.setenv("TF_CONFIG", json.dumps(evaluator))
+  assert not distribute.uses_several_workers()
+  evaluator["task"] = {"type": "worker", "index": 1}
+  monkeypatch.setenv("TF_CONFIG", json.dumps(evaluator))
+  assert distribute.uses_several_workers()
+  assert not distribute.uses_several_workers(tpu="local")
+  with pytest.raises(UserError, match="TPU 'no-such-tpu'"):
+    distribute.make_strategy(tpu="no-such-tpu")

@@ -1,5 +1,6 @@
 """Picks the `tf.distribute` strategy for the hardware the job runs on."""
 
+import importlib.util
 import json
 import os
 import socket
@@ -187,10 +188,16 @@ def _join_cluster(register_timeout_seconds):
   return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def _has_local_libtpu():
+  """Whether this host is a TPU VM (whose TensorFlow would open its chips at import)."""
+  return (os.path.exists("/lib/libtpu.so")
+          or importlib.util.find_spec("libtpu") is not None)
+
+
 def _tpu_strategy(tpu):
   """TPUStrategy on this TPU VM ("local") or on the TPU VM slice named `tpu`, whose hosts
   each run an input pipeline fed by this process (started on worker 0 only)."""
-  if tpu != "local" and os.environ.get("TPU_LOAD_LIBRARY") != "0":
+  if tpu != "local" and os.environ.get("TPU_LOAD_LIBRARY") != "0" and _has_local_libtpu():
     raise UserError(
         f"--tpu={tpu} drives a TPU slice from this host, which must then leave its own TPU "
         "chips to the slice's runtime: start the trainer with TPU_LOAD_LIBRARY=0 in the "
@@ -200,6 +207,10 @@ def _tpu_strategy(tpu):
   except ValueError as e:
     raise UserError(f"No TPU named '{tpu}' could be found ({e}). Check the name, zone and "
                     "project with: gcloud compute tpus tpu-vm list --zone=ZONE") from e
+  except OSError as e:  # urllib's URLError: no Cloud TPU API or metadata server reachable
+    raise UserError(
+        f"Could not look up the TPU '{tpu}' ({e}): a TPU is found by name from a Google "
+        "Cloud VM (the slice's worker 0); on a TPU VM of one host use --tpu=local.") from e
   except (RuntimeError, ImportError) as e:
     if "Google API client" not in str(e) and "googleapiclient" not in str(e):
       raise
