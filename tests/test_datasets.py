@@ -2,6 +2,7 @@
 image folders (with corrupt images), plus label subsets and the tf.data pipelines."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfssl import datasets
+from tfssl.datasets.pipeline import SKIPPED_MESSAGE
 from tfssl.errors import UserError
 
 SIZE = 8
@@ -257,21 +259,28 @@ def test_imagenet_slim_records(tmp_path):
   assert list(zero_based.labels_and_ids("train")[1][:3]) == [1, 2, 3]
 
 
-def test_corrupt_jpeg_in_tfrecords_is_skipped_and_counted(tmp_path):
+def _skip_reports(capfd):
+  """The (skipped, so far) counts the pipelines printed to stderr since the last call."""
+  pattern = re.escape(SKIPPED_MESSAGE).replace(r"\{\}", r"(\d+)")
+  return [tuple(map(int, m)) for m in re.findall(pattern, capfd.readouterr().err)]
+
+
+def test_corrupt_jpeg_in_tfrecords_is_skipped_and_reported(tmp_path, capfd):
   _write_slim_records(str(tmp_path), corrupt_index=7)
   source = datasets.get_source("imagenet", str(tmp_path))
-  before = datasets.skipped_corrupt_images()
+  capfd.readouterr()
   seen = _all_ids(datasets.eval_dataset(source, split="train", batch_size=8,
                                         preprocess_fn=_eval_fn))
   assert len(seen) == 19 and b"n0001_7.JPEG" not in seen
-  assert datasets.skipped_corrupt_images() == before + 1
+  assert _skip_reports(capfd) == [(1, 1)]
   train = iter(datasets.train_dataset(source, batch_size=4, preprocess_fn=_train_fn,
                                       shuffle_buffer=4))
   for _ in range(6):  # more than one epoch of 19 good images
     batch = next(train)
     assert batch["image"].shape == (4, SIZE, SIZE, 3)
     assert b"n0001_7.JPEG" not in batch["id"].numpy()
-  assert datasets.skipped_corrupt_images() >= before + 2
+  reports = _skip_reports(capfd)  # once an epoch, with this pipeline's running count
+  assert len(reports) >= 1 and reports == [(1, n + 1) for n in range(len(reports))]
 
 
 def test_tfrecords_shard_by_file_then_by_example(tmp_path):
@@ -340,15 +349,15 @@ def test_image_folder(tmp_path):
   _assert_partition(context_shards, list(ids))
 
 
-def test_image_folder_skips_a_corrupt_file_and_evaluates_on_test(tmp_path):
+def test_image_folder_skips_a_corrupt_file_and_evaluates_on_test(tmp_path, capfd):
   _write_folder(str(tmp_path), eval_split="test")
   source = datasets.get_source(f"folder:{tmp_path}")
   assert source.eval_split == "test" and source.num_examples("train") == 9
-  before = datasets.skipped_corrupt_images()
+  capfd.readouterr()
   seen = _all_ids(datasets.eval_dataset(source, split="train", batch_size=4,
                                         preprocess_fn=_eval_fn))
   assert len(seen) == 8 and b"dog/broken.jpg" not in seen
-  assert datasets.skipped_corrupt_images() == before + 1
+  assert _skip_reports(capfd) == [(1, 1)]
   assert len(_all_ids(datasets.eval_dataset(source, batch_size=3, preprocess_fn=_eval_fn))) == 4
 
 
@@ -424,6 +433,39 @@ def test_two_streams_have_their_own_batch_sizes():
   assert set(batch) == {"sup", "unsup"}
   assert batch["sup"]["image"].shape[0] == 4 and batch["unsup"]["image"].shape[0] == 12
   assert set(batch["sup"]["id"].numpy()) <= set(ids[:20])
+
+
+PYTHON_CALLBACK_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "GeneratorDataset"}
+
+
+def _graph_ops(dataset):
+  """Every op of the dataset's graph, its functions' (map, scan, flat_map...) included."""
+  graph = tf.compat.v1.GraphDef()
+  graph.ParseFromString(dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  ops = {node.op for node in graph.node}
+  for function in graph.library.function:
+    ops |= {node.op for node in function.node_def}
+  return ops
+
+
+def test_pipelines_hold_no_python_callbacks():
+  """A remote TPU host's worker cannot run PyFunc (numpy_function, py_function,
+  from_generator): every pipeline must be graph ops only."""
+  python = tf.data.Dataset.range(2).map(lambda x: tf.numpy_function(np.negative, [x], tf.int64))
+  assert "PyFunc" in _graph_ops(python)  # the check sees inside functions
+  source = datasets.get_source("digits")
+  ids, labels = source.labels_and_ids("train")
+  keep = datasets.select_labelled_ids("5_per_class", ids, labels, 10, seed=0)
+  context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
+                                       num_replicas_in_sync=2)
+  pipelines = {  # eval_dataset skips corrupt images through the same code as train_dataset
+      "train": datasets.train_dataset(source, batch_size=4, preprocess_fn=_train_fn,
+                                      input_context=context),
+      "support": datasets.support_dataset(
+          source, keep_ids=keep, classes_per_step=4, images_per_class=2,
+          preprocess_fn=_train_fn, input_context=context)}
+  for name, dataset in pipelines.items():
+    assert not _graph_ops(dataset) & PYTHON_CALLBACK_OPS, name
 
 
 def test_steps_per_epoch():

@@ -45,6 +45,23 @@ def test_sampler_draws_exactly_the_requested_images_per_class_every_step():
     assert set(seen[c]) == set(np.flatnonzero(labels == c))
 
 
+def test_sampler_rings_use_every_class_and_image_before_repeating_one():
+  labels = _labels([6, 6, 6, 6])
+  sampler = datasets.ClassStratifiedSampler(labels, classes_per_step=2, images_per_class=3,
+                                            seed=1)
+  steps = [next(sampler) for _ in range(12)]
+  draws = {c: [] for c in range(4)}
+  for first, second in zip(steps[::2], steps[1::2]):  # a round of the class ring: 2 steps
+    assert set(labels[first]) | set(labels[second]) == {0, 1, 2, 3}
+    for step in (first, second):
+      for block in step.reshape(2, 3):
+        draws[labels[block[0]]].append(block)
+  for c, blocks in draws.items():  # a round of a class's image ring: 2 draws
+    assert len(blocks) == 6
+    for one, two in zip(blocks[::2], blocks[1::2]):
+      assert sorted(np.concatenate([one, two])) == list(np.flatnonzero(labels == c))
+
+
 def test_sampler_is_deterministic_for_a_seed():
   labels = _labels([6, 6, 6])
   draw = lambda seed: [next(s) for s in [datasets.ClassStratifiedSampler(labels, 2, 3, seed)]
@@ -87,6 +104,8 @@ def test_support_stream_splits_each_step_over_the_replicas_of_every_pipeline():
 
   first, second = stream(0), stream(1)
   assert all(len(batch["label"]) == 3 for batch in first + second)  # 12 / 4 replicas
+  labelled = np.isin(ids, keep)  # the sampler's indices count the subset in split order
+  sampler = datasets.ClassStratifiedSampler(labels[labelled], 4, 3, seed=5)
   for step in range(2):  # two replicas per pipeline: batches 2s, 2s+1 are step s
     step_labels = np.concatenate([first[2 * step]["label"], first[2 * step + 1]["label"],
                                   second[2 * step]["label"], second[2 * step + 1]["label"]])
@@ -95,6 +114,7 @@ def test_support_stream_splits_each_step_over_the_replicas_of_every_pipeline():
     classes, counts = np.unique(step_labels, return_counts=True)
     assert len(classes) == 4 and (counts == 3).all()
     assert len(set(step_ids)) == 12
+    np.testing.assert_array_equal(step_ids, ids[labelled][next(sampler)].astype(bytes))
     assert set(step_ids) <= set(keep.astype(bytes)) | set(keep)
 
 

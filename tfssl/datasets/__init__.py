@@ -1,8 +1,7 @@
 """Datasets: sources (digits, CIFAR, ImageNet, image folders), label subsets, pipelines."""
 
-from tfssl.datasets.pipeline import (eval_dataset, id_lookup_table, skipped_corrupt_images,
-                                     steps_per_epoch, train_dataset, two_stream_dataset,
-                                     zip_streams)
+from tfssl.datasets.pipeline import (eval_dataset, id_lookup_table, steps_per_epoch,
+                                     train_dataset, two_stream_dataset, zip_streams)
 from tfssl.datasets.sources import (DATASETS, FOLDER_PREFIX, CifarBinarySource, FolderSource,
                                     Source, TFDSSource, TFRecordSource, get_source)
 from tfssl.datasets.subsets import ids_as_text, imagenet_list_path, select_labelled_ids
@@ -12,5 +11,5 @@ __all__ = ["DATASETS", "FOLDER_PREFIX", "CifarBinarySource", "ClassStratifiedSam
            "check_support", "support_dataset", "FolderSource", "Source",
            "TFDSSource", "TFRecordSource", "eval_dataset", "get_source", "id_lookup_table",
            "ids_as_text", "imagenet_list_path",
-           "select_labelled_ids", "skipped_corrupt_images", "steps_per_epoch", "train_dataset",
+           "select_labelled_ids", "steps_per_epoch", "train_dataset",
            "two_stream_dataset", "zip_streams"]

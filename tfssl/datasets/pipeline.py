@@ -3,19 +3,20 @@ padded pass) and the two-stream (labelled + unlabelled) input of semi-supervised
 
 Every pipeline reads through `source.read`, which shards by the InputContext before
 decoding; decoding happens inside the caller's preprocess_fn. An image that fails to
-decode there is dropped (tf.data ignore_errors) and counted: elements carry their position
-through the map, so a gap in positions after ignore_errors is a skipped image.
+decode there is dropped (tf.data ignore_errors) and reported on stderr: elements carry
+their position through the map, so a gap in positions after ignore_errors is a skipped
+image.
+
+Everything here is graph ops, no Python callbacks (tf.numpy_function, from_generator):
+on a multi-host TPU slice each host's pipeline runs in that host's TF worker, which
+cannot call back into Python.
 """
 
 import os
-import threading
+import sys
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
-
-_SKIPPED = {"count": 0}
-_SKIPPED_LOCK = threading.Lock()
 
 
 def options(deterministic=True, threads=None):
@@ -30,13 +31,13 @@ def options(deterministic=True, threads=None):
   return options
 
 
-def _as_bytes(ids):
+def ids_as_bytes(ids):
   return np.array([i if isinstance(i, bytes) else str(i).encode() for i in ids], dtype=object)
 
 
 def id_lookup_table(ids, values, default_value):
   """A table from example ids (the string `id` feature) to `values`, usable in tf.data."""
-  keys = tf.constant(_as_bytes(ids), tf.string)
+  keys = tf.constant(ids_as_bytes(ids), tf.string)
   return tf.lookup.StaticHashTable(
       tf.lookup.KeyValueTensorInitializer(keys, tf.constant(values)),
       default_value=tf.constant(default_value, tf.constant(values).dtype))
@@ -47,18 +48,8 @@ def keep_ids_filter(keep_ids):
   return lambda example: table.lookup(example["id"]) > 0
 
 
-def _log_skipped(gap):
-  with _SKIPPED_LOCK:
-    _SKIPPED["count"] += int(gap)
-    total = _SKIPPED["count"]
-  logging.warning("Skipped %d corrupt image(s) that failed to decode (%d so far in this "
-                  "process).", int(gap), total)
-  return np.int64(total)
-
-
-def skipped_corrupt_images():
-  """How many images failed to decode and were skipped, in this process so far."""
-  return _SKIPPED["count"]
+SKIPPED_MESSAGE = ("WARNING: Skipped {} corrupt image(s) that failed to decode ({} so far in "
+                   "this input pipeline).")
 
 
 def _zeros(spec):
@@ -67,8 +58,16 @@ def _zeros(spec):
   return tf.zeros(shape, spec.dtype)
 
 
+def _report_skipped(gap, total):
+  """Prints SKIPPED_MESSAGE to stderr (a graph op: it prints on whichever host runs it)."""
+  message = tf.strings.format(SKIPPED_MESSAGE, (gap, total))
+  with tf.control_dependencies([tf.print(message, output_stream=sys.stderr)]):
+    return tf.identity(total)
+
+
 def map_skipping_corrupt(dataset, fn, finite=False):
-  """fn(position, example) in parallel; examples whose decoding fails are dropped and logged.
+  """fn(position, example) in parallel; examples whose decoding fails are dropped and
+  reported on stderr with the running count of this dataset (SKIPPED_MESSAGE).
 
   Elements carry their position through the map, so a gap between consecutive positions
   after ignore_errors is a skipped image. A finite dataset gets an end marker (that skips
@@ -93,15 +92,15 @@ def map_skipping_corrupt(dataset, fn, finite=False):
   dataset = dataset.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE,
                                     deterministic=True).ignore_errors()
 
-  def count(expected, element):
+  def count(state, element):
+    expected, skipped = state
     position, example, is_end = element
     gap = position - expected
-    logged = tf.cond(gap > 0, lambda: tf.numpy_function(_log_skipped, [gap], tf.int64),
-                     lambda: tf.constant(0, tf.int64))
-    with tf.control_dependencies([logged]):
-      return position + 1, (tf.nest.map_structure(tf.identity, example), is_end)
+    skipped = tf.cond(gap > 0, lambda: _report_skipped(gap, skipped + gap),
+                      lambda: tf.identity(skipped))
+    return (position + 1, skipped), (example, is_end)
 
-  dataset = dataset.scan(tf.constant(0, tf.int64), count)
+  dataset = dataset.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
   if finite:
     dataset = dataset.filter(lambda example, is_end: tf.logical_not(is_end))
   return dataset.map(lambda example, is_end: example)
