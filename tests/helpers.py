@@ -2,6 +2,7 @@
 digits) and checks every backbone must pass."""
 
 import os
+import socket
 import sys
 
 import keras
@@ -27,6 +28,17 @@ def trainer_command(workdir, *extra, method="supervised"):
   return ([sys.executable, "-m", "tfssl.trainer", f"--method={method}", "--model=resnet10_v2",
            "--dataset=digits", f"--workdir={workdir}"] + [f"--config.{o}" for o in TINY]
           + list(extra))
+
+
+def free_ports(count):
+  """Ports of 127.0.0.1 nothing listens on (for worker processes of one test)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
 
 
 def tiny_config(method="supervised", *overrides, model="resnet10_v2", dataset="digits", **fields):

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,22 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO, tiny_config, trainer_command
+from tests.helpers import REPO, free_ports, tiny_config, trainer_command
 from tfssl import distribute
 from tfssl import trainer
 from tfssl.errors import UserError
 
 STEPS = 20
-
-
-def _free_ports(count):
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
 
 
 def _tf_config(ports, index, task_type="worker"):
@@ -53,7 +42,7 @@ def test_two_workers_train_as_one_host_with_two_replicas(tmp_path, two_replica_s
   input pipeline per replica); each worker reads its own half of the data; only the chief
   keeps what it writes; an evaluator beside them scores each checkpoint."""
   workdir = tmp_path / "two_workers"
-  ports = _free_ports(2)
+  ports = free_ports(2)
   flags = [f"--config.train_steps={STEPS}", "--config.summary_images=0",
            "--config.eval_poll_seconds=1"]
   tasks = [_start_task(tmp_path, ports, i, sys.executable, "tests/multiworker_task.py",
@@ -101,7 +90,7 @@ def test_two_workers_train_as_one_host_with_two_replicas(tmp_path, two_replica_s
 def test_worker_with_a_tf_config_that_does_not_match_its_peer(tmp_path):
   """Two workers that disagree on the cluster, and one whose peer never comes, each stop
   with one message instead of waiting forever."""
-  ports = _free_ports(3)
+  ports = free_ports(3)
   command = trainer_command(tmp_path / "run", "--config.cluster_wait_seconds=20")
   first = _start_task(tmp_path, ports[:2], 0, *command)
   second = _start_task(tmp_path, ports, 1, *command)  # thinks there are three workers
