@@ -166,3 +166,35 @@ def test_evaluator_and_tpu_jobs_never_join_the_workers(monkeypatch):
   assert not distribute.uses_several_workers(tpu="local")
   with pytest.raises(UserError, match="TPU 'no-such-tpu'"):
     distribute.make_strategy(tpu="no-such-tpu")
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_the_rerun_finishes(tmp_path):
+  workdir = tmp_path / "run"
+  ports = free_ports(2)
+  command = trainer_command(workdir, "--config.train_steps=2000", "--config.steps_per_loop=1",
+                            "--config.checkpoint_every_steps=100000",
+                            "--config.summary_images=0")
+  tasks = [_start_task(tmp_path, ports, i, *command) for i in range(2)]
+  deadline = time.time() + 180
+  while " step 5/" not in (tmp_path / "worker0.log").read_text() and time.time() < deadline:
+    time.sleep(0.5)
+  tasks[1].send_signal(signal.SIGTERM)  # the non-chief: the chief must stop with it
+  for i, task in enumerate(tasks):
+    assert task.wait(timeout=120) == 42, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+  steps = {int(line.split("Preempted at step ")[1].split(":")[0])
+           for i in range(2) for line in (tmp_path / f"worker{i}.log").read_text().splitlines()
+           if "preempted: Preempted at step" in line}
+  assert len(steps) == 1
+  saved_step = steps.pop()
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{saved_step}")
+  assert not [name for name in os.listdir(workdir) if name.startswith(".scratch")]
+
+  ports = free_ports(2)
+  final = max(saved_step, 30)
+  tasks = [_start_task(tmp_path, ports, i, *command, f"--config.train_steps={final}")
+           for i in range(2)]
+  for i, task in enumerate(tasks):
+    assert task.wait(timeout=180) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+  log = (tmp_path / "worker0.log").read_text()
+  assert f"at step {saved_step}" in log
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{final}")
