@@ -3,8 +3,10 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -119,10 +121,12 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
                             "--config.checkpoint_every_steps=100000", "--config.summary_images=0")
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-  deadline = time.time() + 120
+  hung = threading.Timer(180, process.kill)  # a trainer that stops logging fails, not hangs
+  hung.start()
   for line in process.stderr:  # the trainer logs every step (log_every_seconds=0)
-    if " step 5/" in line or time.time() > deadline:
+    if " step 5/" in line:
       break
+  hung.cancel()
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 42, stderr[-2000:]
@@ -131,11 +135,12 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
   assert 5 <= saved_step < 2000
   assert f"Preempted at step {saved_step}" in stderr and "Traceback" not in stderr
 
-  result = subprocess.run(command + ["--config.train_steps=60"], cwd=REPO,
+  final = saved_step + 10
+  result = subprocess.run(command + [f"--config.train_steps={final}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"at step {saved_step}" in result.stderr
-  assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == max(saved_step, 60)
+  assert json.loads(result.stdout[result.stdout.index("{"):])["step"] == final
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -149,11 +154,44 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):
     ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
      "one address to two tasks"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}}', "no task"),
+    ('{"cluster": {"worker": ["a:1", "b:port"]}, "task": {"type": "worker", "index": 0}}',
+     "is not {job: [\"host:port\", ...]}"),
+    ('{"cluster": {"worker": ["a:1", "b:65536"]}, "task": {"type": "worker", "index": 0}}',
+     "is not {job: [\"host:port\", ...]}"),
 ])
 def test_tf_config_that_cannot_describe_this_task_is_refused(tf_config, message):
   with pytest.raises(UserError, match="TF_CONFIG") as error:
     distribute.read_tf_config({"TF_CONFIG": tf_config})
   assert message in str(error.value)
+
+
+def test_cluster_check_ignores_connections_that_are_not_a_task():
+  ports = free_ports(2)
+  environs = [{"TF_CONFIG": _tf_config(ports, i)} for i in range(2)]
+  failures = []
+
+  def check(environ):
+    try:
+      distribute.check_cluster(30, environ)
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append(e)
+
+  first = threading.Thread(target=check, args=(environs[0],))
+  first.start()
+  deadline = time.time() + 10
+  while True:  # a port scanner, a health check: connects, says nothing a task would say
+    try:
+      with socket.create_connection(("127.0.0.1", ports[0]), timeout=2) as stranger:
+        stranger.sendall(b"GET / HTTP/1.0\n")
+      break
+    except OSError:
+      assert time.time() < deadline
+      time.sleep(0.1)
+  second = threading.Thread(target=check, args=(environs[1],))
+  second.start()
+  first.join(60)
+  second.join(60)
+  assert not failures
 
 
 def test_evaluator_and_tpu_jobs_never_join_the_workers(monkeypatch):
@@ -166,6 +204,20 @@ def test_evaluator_and_tpu_jobs_never_join_the_workers(monkeypatch):
   assert not distribute.uses_several_workers(tpu="local")
   with pytest.raises(UserError, match="TPU 'no-such-tpu'"):
     distribute.make_strategy(tpu="no-such-tpu")
+
+
+@pytest.mark.parametrize("task_type, strategy, message", [
+    ("evaluator", "auto", "run it with --run_eval"),
+    ("evaluator", "default", "run it with --run_eval"),
+    ("worker", "mirrored", "lists 2 training tasks, but --strategy=mirrored trains on this host"),
+    ("worker", "one_device", "--strategy=one_device trains on this host alone"),
+])
+def test_a_task_of_a_cluster_never_trains_alone(monkeypatch, task_type, strategy, message):
+  monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 1, task_type))
+  with pytest.raises(UserError) as error:
+    distribute.make_strategy(strategy=strategy)
+  assert message in str(error.value)
+  assert distribute.make_strategy(strategy=strategy, local_only=True).num_replicas_in_sync >= 1
 
 
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_the_rerun_finishes(tmp_path):
@@ -190,7 +242,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_the_rerun_finishes(tmp
   assert not [name for name in os.listdir(workdir) if name.startswith(".scratch")]
 
   ports = free_ports(2)
-  final = max(saved_step, 30)
+  final = saved_step + 10
   tasks = [_start_task(tmp_path, ports, i, *command, f"--config.train_steps={final}")
            for i in range(2)]
   for i, task in enumerate(tasks):

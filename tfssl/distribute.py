@@ -23,6 +23,13 @@ def _tf_config_error(problem):
                    f"e.g. {TF_CONFIG_EXAMPLE} on the first host and index 1 on the second.")
 
 
+def _is_host_port(address):
+  if not isinstance(address, str) or ":" not in address:
+    return False
+  host, port = address.rsplit(":", 1)
+  return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def read_tf_config(environ=None):
   """(cluster, task type, task index) from TF_CONFIG, checked; ({}, None, None) without it."""
   raw = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
@@ -36,7 +43,7 @@ def read_tf_config(environ=None):
     raise _tf_config_error(f"must be a JSON object, not {raw[:120]!r}")
   cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
   if not isinstance(cluster, dict) or not all(
-      isinstance(addresses, list) and all(isinstance(a, str) and ":" in a for a in addresses)
+      isinstance(addresses, list) and all(_is_host_port(a) for a in addresses)
       for addresses in cluster.values()):
     raise _tf_config_error(f"has a cluster that is not {{job: [\"host:port\", ...]}}: {cluster}")
   unknown_jobs = sorted(set(cluster) - set(TRAINING_JOBS))
@@ -131,8 +138,10 @@ def check_cluster(timeout_seconds, environ=None):
           connection.sendall(card.encode())
           reply = connection.makefile().readline()
           greeted_by.add(_check_peer(card, reply, "a peer"))
-        except (OSError, ValueError, KeyError, UserError) as e:
+        except UserError as e:  # a task of this job with another cluster
           problems.append(e)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a port scan, a dropped peer
+          logging.info("Ignored a connection that is not a tfssl task's greeting: %r", e)
 
   server = threading.Thread(target=serve, daemon=True)
   server.start()
@@ -159,21 +168,39 @@ def check_cluster(timeout_seconds, environ=None):
           greeted.add(peer)
         except UserError:
           raise
-        except (OSError, ValueError):  # not listening yet, or it closed mid-greeting
+        except (OSError, ValueError, KeyError, TypeError):  # not up yet, or not a tfssl task
           time.sleep(0.2)
     server.join(max(deadline - time.monotonic(), 0) + 1)
   finally:
     listener.close()
   if problems:
-    raise problems[0] if isinstance(problems[0], UserError) else _tf_config_error(
-        f"could not be checked with a peer: {problems[0]}")
+    raise problems[0]
   missing = sorted(peers - (greeted & greeted_by))
   if missing:
+    not_up = ", ".join(f"{job} {i} at {address_of[(job, i)]}" for job, i in missing)
     raise UserError(
         f"This {task_type} {index} waited {timeout_seconds:.0f} s for the other tasks of "
-        f"TF_CONFIG; not up: {', '.join(f'{job} {i} at {address_of[(job, i)]}' for job, i in missing)}."
+        f"TF_CONFIG; not up: {not_up}."
         " Start every task listed there, each with the same cluster and its own task index, "
         "and check their host:port addresses are reachable from this host.")
+
+
+def _refuse_evaluator(task_type):
+  if task_type == "evaluator":
+    raise _tf_config_error("makes this process the evaluator, which trains nothing: run it "
+                           "with --run_eval")
+
+
+def _refuse_training_alone(strategy):
+  """A task of a TF_CONFIG cluster that would train as if it were the only one."""
+  cluster, task_type, _ = read_tf_config()
+  _refuse_evaluator(task_type)
+  training_tasks = sum(len(cluster.get(job, [])) for job in TRAINING_JOBS)
+  if training_tasks > 1:
+    raise UserError(
+        f"TF_CONFIG lists {training_tasks} training tasks, but --strategy={strategy} trains on "
+        "this host alone, so each task would train its own model into the same workdir. Use "
+        "--strategy=auto or multiworker to train together, or unset TF_CONFIG to train apart.")
 
 
 def _join_cluster(register_timeout_seconds):
@@ -181,9 +208,7 @@ def _join_cluster(register_timeout_seconds):
   _, task_type, _ = read_tf_config()
   if task_type is None:
     raise _tf_config_error("is not set, but --strategy=multiworker needs it")
-  if task_type == "evaluator":
-    raise _tf_config_error("makes this process the evaluator, which trains nothing: run it "
-                           "with --run_eval")
+  _refuse_evaluator(task_type)
   check_cluster(register_timeout_seconds)
   return tf.distribute.MultiWorkerMirroredStrategy()
 
@@ -244,6 +269,8 @@ def make_strategy(tpu="", strategy="auto", cluster_register_timeout_seconds=600,
   elif not local_only and uses_several_workers(tpu, strategy):
     chosen = _join_cluster(cluster_register_timeout_seconds)
   else:
+    if not local_only:
+      _refuse_training_alone(strategy)
     gpus = tf.config.list_logical_devices("GPU")
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
       chosen = tf.distribute.MirroredStrategy()
