@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import REPO, tiny_config, trainer_command
+from tfssl import export as export_lib
 from tfssl import methods
 from tfssl import optim
 from tfssl import trainer
@@ -52,6 +53,18 @@ def test_resume_continues_from_checkpoint(tmp_path):
   assert resumed.history[0][0] == 25  # first loop after step 20
   assert resumed.step == 30
   assert os.path.exists(os.path.join(tmp_path, "config.resumed.json"))
+
+
+def test_rerun_of_a_trained_workdir_redoes_only_an_unfinished_export(tmp_path):
+  config = tiny_config("supervised", "train_steps=10")
+  trainer.train(config, str(tmp_path))
+  module = os.path.join(tmp_path, "export", "hub", "10")
+  finished = os.path.getmtime(os.path.join(module, "saved_model.pb"))
+  trainer.train(config, str(tmp_path))
+  assert os.path.getmtime(os.path.join(module, "saved_model.pb")) == finished
+  os.remove(os.path.join(module, export_lib.MODULE_INFO))  # preempted while exporting
+  trainer.train(config, str(tmp_path))
+  assert os.path.exists(os.path.join(module, export_lib.MODULE_INFO))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

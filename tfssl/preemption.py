@@ -42,6 +42,7 @@ class PreemptionWatcher:
     self._strategy = strategy
     self._notice = threading.Event()
     self._closed = threading.Event()
+    self._watching_sigterm = False
     self._previous_handler = None
     self._watch_maintenance = watch_maintenance
     self._any_task = None
@@ -55,6 +56,7 @@ class PreemptionWatcher:
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
       self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+      self._watching_sigterm = True
     else:
       logging.warning("Training outside the main thread: SIGTERM is not watched.")
     if self._watch_maintenance:
@@ -64,9 +66,10 @@ class PreemptionWatcher:
 
   def __exit__(self, *exc_info):
     self._closed.set()
-    if self._previous_handler is not None:
-      signal.signal(signal.SIGTERM, self._previous_handler)
-      self._previous_handler = None
+    if self._watching_sigterm:
+      # None: the handler before was installed outside Python, whose default is to exit.
+      signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
+      self._watching_sigterm = False
 
   def _on_sigterm(self, signum, frame):
     del signum, frame

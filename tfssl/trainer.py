@@ -268,7 +268,9 @@ class Trainer:
     start_step = self.restore()
     if start_step >= exp.total_steps:
       logging.info("Workdir already trained to step %d (of %d).", start_step, exp.total_steps)
-      if not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step))):
+      # The module's info is written last: an export cut short by preemption is redone.
+      if not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step),
+                                             export_lib.MODULE_INFO)):
         self.export()
       return {}
     dataset_fn = make_train_dataset_fn(exp, self.method)
