@@ -4,9 +4,11 @@ Every training step sees a support set of exactly `images_per_class` labelled im
 each of `classes_per_step` distinct classes. The sampler that picks them is tf.data graph
 ops (no Python callbacks, so it runs in a remote TPU host's worker) and seeded: classes
 come from a reshuffled ring of the labelled classes, images from a reshuffled ring per
-class, so a class's images are all seen before any repeats and no image appears twice in
-one step. A ring's permutations are stateless (RandomIndexShuffle of the seed, the ring
-and the round), so the only state is how often each class has been drawn.
+class, so no image appears twice in one step, and no image repeats within a round of a
+class's ring (when `images_per_class` does not divide a class's count, the remainder of
+each round's permutation is left for later rounds; classes likewise). A ring's
+permutations are stateless (RandomIndexShuffle of the seed, the ring and the round), so
+the only state is how often each class has been drawn.
 
 The step's support set is one class-major list, split into equal per-replica batches:
 replica r of R gets slice r. Every input pipeline runs the same sampler and keeps the
