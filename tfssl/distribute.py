@@ -50,7 +50,7 @@ def read_tf_config(environ=None):
   if unknown_jobs:
     raise _tf_config_error(f"lists jobs {unknown_jobs}: tfssl trains synchronously with "
                            f"{' and '.join(TRAINING_JOBS)} tasks only (no parameter servers)")
-  addresses = [a for job in TRAINING_JOBS for a in cluster.get(job, [])]
+  addresses = [cluster[job][i] for job, i in _training_tasks(cluster)]
   if len(set(addresses)) != len(addresses):
     raise _tf_config_error(f"gives one address to two tasks: {addresses}")
   if not cluster:
@@ -70,11 +70,16 @@ def read_tf_config(environ=None):
   return cluster, task_type, index
 
 
+def _training_tasks(cluster):
+  """(job, index) of every task of `cluster` that trains, chief first."""
+  return [(job, i) for job in TRAINING_JOBS for i in range(len(cluster.get(job, [])))]
+
+
 def _cluster_workers():
   cluster, task_type, _ = read_tf_config()
   if task_type == "evaluator":  # an evaluator beside the workers runs on its own devices
     return 0
-  return sum(len(cluster.get(job, [])) for job in TRAINING_JOBS)
+  return len(_training_tasks(cluster))
 
 
 def uses_several_workers(tpu="", strategy="auto"):
@@ -107,7 +112,7 @@ def check_cluster(timeout_seconds, environ=None):
   TensorFlow's server takes the port over.
   """
   cluster, task_type, index = read_tf_config(environ)
-  tasks = [(job, i) for job in TRAINING_JOBS for i in range(len(cluster.get(job, [])))]
+  tasks = _training_tasks(cluster)
   address_of = {(job, i): cluster[job][i] for job, i in tasks}
   card = _task_card(cluster, task_type, index)
   peers = {task for task in tasks if task != (task_type, index)}
@@ -195,7 +200,7 @@ def _refuse_training_alone(strategy):
   """A task of a TF_CONFIG cluster that would train as if it were the only one."""
   cluster, task_type, _ = read_tf_config()
   _refuse_evaluator(task_type)
-  training_tasks = sum(len(cluster.get(job, [])) for job in TRAINING_JOBS)
+  training_tasks = len(_training_tasks(cluster))
   if training_tasks > 1:
     raise UserError(
         f"TF_CONFIG lists {training_tasks} training tasks, but --strategy={strategy} trains on "
