@@ -39,7 +39,6 @@ class PreemptionWatcher:
   """
 
   def __init__(self, strategy, watch_maintenance=True):
-    self._strategy = strategy
     self._notice = threading.Event()
     self._closed = threading.Event()
     self._watching_sigterm = False
@@ -88,10 +87,6 @@ class PreemptionWatcher:
           return
       except Exception as e:  # pylint: disable=broad-except
         logging.info("Maintenance poll failed (%s); trying again.", e)
-
-  def notify(self):
-    """What the signal handler does, for callers with notices of their own."""
-    self._notice.set()
 
   def stop_requested(self):
     local_notice = self._notice.is_set()
