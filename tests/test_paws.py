@@ -29,8 +29,8 @@ def _labels(per_class):
 
 def test_sampler_draws_exactly_the_requested_images_per_class_every_step():
   labels = _labels([7, 5, 9, 6])
-  sampler = datasets.ClassStratifiedSampler(labels, classes_per_step=3, images_per_class=4,
-                                            seed=0)
+  sampler = datasets.support_indices(labels, classes_per_step=3, images_per_class=4,
+                                    seed=0).as_numpy_iterator()
   seen = {c: [] for c in range(4)}
   for _ in range(40):
     step = next(sampler)
@@ -47,8 +47,8 @@ def test_sampler_draws_exactly_the_requested_images_per_class_every_step():
 
 def test_sampler_rings_use_every_class_and_image_before_repeating_one():
   labels = _labels([6, 6, 6, 6])
-  sampler = datasets.ClassStratifiedSampler(labels, classes_per_step=2, images_per_class=3,
-                                            seed=1)
+  sampler = datasets.support_indices(labels, classes_per_step=2, images_per_class=3,
+                                    seed=1).as_numpy_iterator()
   steps = [next(sampler) for _ in range(12)]
   draws = {c: [] for c in range(4)}
   for first, second in zip(steps[::2], steps[1::2]):  # a round of the class ring: 2 steps
@@ -64,8 +64,8 @@ def test_sampler_rings_use_every_class_and_image_before_repeating_one():
 
 def test_sampler_is_deterministic_for_a_seed():
   labels = _labels([6, 6, 6])
-  draw = lambda seed: [next(s) for s in [datasets.ClassStratifiedSampler(labels, 2, 3, seed)]
-                       for _ in range(5)]
+  draw = lambda seed: list(datasets.support_indices(labels, 2, 3, seed)
+                           .take(5).as_numpy_iterator())
   first, again, other = draw(3), draw(3), draw(4)
   assert all((a == b).all() for a, b in zip(first, again))
   assert any((a != b).any() for a, b in zip(first, other))
@@ -105,7 +105,7 @@ def test_support_stream_splits_each_step_over_the_replicas_of_every_pipeline():
   first, second = stream(0), stream(1)
   assert all(len(batch["label"]) == 3 for batch in first + second)  # 12 / 4 replicas
   labelled = np.isin(ids, keep)  # the sampler's indices count the subset in split order
-  sampler = datasets.ClassStratifiedSampler(labels[labelled], 4, 3, seed=5)
+  sampler = datasets.support_indices(labels[labelled], 4, 3, seed=5).as_numpy_iterator()
   for step in range(2):  # two replicas per pipeline: batches 2s, 2s+1 are step s
     step_labels = np.concatenate([first[2 * step]["label"], first[2 * step + 1]["label"],
                                   second[2 * step]["label"], second[2 * step + 1]["label"]])

@@ -5,10 +5,10 @@ from tfssl.datasets.pipeline import (eval_dataset, id_lookup_table, steps_per_ep
 from tfssl.datasets.sources import (DATASETS, FOLDER_PREFIX, CifarBinarySource, FolderSource,
                                     Source, TFDSSource, TFRecordSource, get_source)
 from tfssl.datasets.subsets import ids_as_text, imagenet_list_path, select_labelled_ids
-from tfssl.datasets.support import ClassStratifiedSampler, check_support, support_dataset
+from tfssl.datasets.support import check_support, support_dataset, support_indices
 
-__all__ = ["DATASETS", "FOLDER_PREFIX", "CifarBinarySource", "ClassStratifiedSampler",
-           "check_support", "support_dataset", "FolderSource", "Source",
+__all__ = ["DATASETS", "FOLDER_PREFIX", "CifarBinarySource",
+           "check_support", "support_dataset", "support_indices", "FolderSource", "Source",
            "TFDSSource", "TFRecordSource", "eval_dataset", "get_source", "id_lookup_table",
            "ids_as_text", "imagenet_list_path",
            "select_labelled_ids", "steps_per_epoch", "train_dataset",

@@ -105,22 +105,6 @@ def support_indices(labels, classes_per_step, images_per_class, seed=0):
   return tf.data.Dataset.counter().scan(tf.zeros([num_classes], tf.int64), step_indices)
 
 
-class ClassStratifiedSampler:
-  """support_indices as numpy: next() is one step's class-major array of indices."""
-
-  def __init__(self, labels, classes_per_step, images_per_class, seed=0):
-    self.classes_per_step = classes_per_step
-    self.images_per_class = images_per_class
-    self._steps = support_indices(labels, classes_per_step, images_per_class,
-                                  seed).as_numpy_iterator()
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    return next(self._steps)
-
-
 def _labels_of(source, split, keep_ids):
   """Labels of the examples of `keep_ids`, in the order `source.read(split)` gives them."""
   ids, labels = source.labels_and_ids(split)
