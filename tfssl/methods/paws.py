@@ -18,7 +18,7 @@ over all views of all replicas (mean-entropy maximisation).
 Fine-tuning, the paper's two ways (both with `--init_from` a pretraining run):
 - `train_mode=finetune` (its ImageNet protocol): backbone + the first projection layer
   (fc1, bn1, ReLU) + a new zero-initialised linear head learn the labelled images with
-  cross-entropy (crop + flip); exports `logits`.
+  cross-entropy (random-resized crop + flip); exports `logits`.
 - `train_mode=suncet` (its CIFAR-10 protocol, snn_fine_tune.py): support batches only,
   of flipped centre crops (CIFAR's "basic" augmentation), SuNCEt (each support crop's soft-NN prediction over the other
   crops of the gathered support set) on z, with every batch norm in inference mode;
@@ -39,6 +39,8 @@ from tfssl.methods.base import cross_replica_sum, global_mean, num_replicas, top
 from tfssl.methods.base import views_major
 
 TRAIN_MODES = ("pretrain", "finetune", "suncet")
+# suncet crops with torchvision's RandomResizedCrop (areas down to the range's minimum).
+CROP_SAMPLER = "torchvision"
 MULTICROP_PRESETS = ("auto", "cifar", "imagenet")
 # suncet's hard-coded crops per dataset (src/paws_train.py): large crops' area range,
 # small crops' side relative to the image and their area range, colour recipe.
@@ -241,7 +243,8 @@ class PAWS(Method):
       trackables["head"] = self.head
     return trackables
 
-  def trackables_to_initialize(self):
+  def trackables_to_initialize(self, saved=()):
+    del saved
     trackables = self.trackables()
     trackables.pop("head", None)  # fine-tuning starts a new, zero head
     return trackables
@@ -270,7 +273,7 @@ class PAWS(Method):
 
   def crop(self, image, seed, size, area):
     return pp.paws_view(image, seed, size, area, strength=self.config.color_jitter_strength,
-                        color_recipe=self.color_recipe)
+                        color_recipe=self.color_recipe, sampler=CROP_SAMPLER)
 
   def crops(self, image, seed, count, size, area):
     seeds = pp.split_seed(seed, count)
@@ -280,7 +283,10 @@ class PAWS(Method):
     """A support image: `support_views` large crops (suncet: flipped centre crops, the
     "basic" views of snn_fine_tune.py); finetune: crop + flip."""
     if self.mode == "finetune":
-      return super().train_preprocess(features, seed)
+      image = pp.supervised_train(features["image"], seed, self.image_size,
+                                  area_range=(self.config.crop_area_min, 1.0),
+                                  sampler=CROP_SAMPLER)
+      return {"image": image, "label": features["label"]}
     if self.mode == "suncet":
       image = pp.eval_crop(features["image"], self.image_size)
       seeds = pp.split_seed(seed, self.config.support_views)

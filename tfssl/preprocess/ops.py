@@ -6,8 +6,11 @@ ops are stateless: they take a `seed` (int [2]) so a pipeline gives the same
 augmentations for the same seeds, eagerly, in tf.data and on any host.
 """
 
+import math
+
 import tensorflow as tf
 
+from tfssl.errors import UserError
 from tfssl.registry import Registry
 
 PREPROCESS = Registry("preprocessing op")
@@ -69,15 +72,6 @@ def _resize(pixels, size):
   return resized
 
 
-def _crop_window(shape, seed, area_range, aspect_ratio_range):
-  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-      min_object_covered=0.1, aspect_ratio_range=aspect_ratio_range, area_range=area_range,
-      max_attempts=100, use_image_if_no_bounding_boxes=True)
-  # When sampling fails TF returns the whole image (slim and SimCLR keep it as is).
-  return begin[0], begin[1], size[0], size[1]
-
-
 def _center_fallback(window, shape, aspect_ratio_range):
   """Replaces a failed (whole-image) sample by the largest centre crop of allowed aspect,
   as torchvision's RandomResizedCrop and the Cloud TPU ResNet input fall back to a centre
@@ -94,9 +88,74 @@ def _center_fallback(window, shape, aspect_ratio_range):
   return tuple(tf.where(failed, c, v) for c, v in zip(center, window))
 
 
-def _sample_window(shape, seed, area_range, aspect_ratio_range):
-  window = _crop_window(shape, seed, area_range, aspect_ratio_range)
+def _slim_window(shape, seed, area_range, aspect_ratio_range):
+  """slim / SimCLR: sample_distorted_bounding_box against the whole-image box, 100 attempts.
+
+  Its min_object_covered=0.1 keeps every crop at >= 10% of the image, whatever area_range
+  says. When sampling fails TF returns the whole image, replaced here by a centre crop.
+  """
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+      min_object_covered=0.1, aspect_ratio_range=aspect_ratio_range, area_range=area_range,
+      max_attempts=100, use_image_if_no_bounding_boxes=True)
+  window = begin[0], begin[1], size[0], size[1]
   return _center_fallback(window, shape, aspect_ratio_range)
+
+
+TORCHVISION_TRIES = 10
+
+
+def _torchvision_window(shape, seed, area_range, aspect_ratio_range):
+  """torchvision's `RandomResizedCrop.get_params`, stateless and without a loop.
+
+  Each of 10 tries draws an area uniform in area_range (of the image area) and a log aspect
+  ratio uniform in the log of aspect_ratio_range, rounds w = sqrt(area * ratio) and
+  h = sqrt(area / ratio), and is accepted if the crop fits; the first accepted try gets a
+  uniform position. All tries are drawn at once, so the window costs a few vector ops. When
+  none fits, torchvision's centre crop: the whole image with its aspect ratio clamped into
+  aspect_ratio_range, the long side shortened.
+  """
+  height, width = shape[0], shape[1]
+  hf, wf = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  # One draw for all: [0] areas then the row offset, [1] log ratios then the column offset.
+  draws = tf.random.stateless_uniform([2, TORCHVISION_TRIES + 1], seed)
+  lerp = lambda bounds, u: bounds[0] + (bounds[1] - bounds[0]) * u
+  area = hf * wf * lerp(area_range, draws[0, :-1])
+  ratio = tf.exp(lerp([math.log(r) for r in aspect_ratio_range], draws[1, :-1]))
+  # tf.round rounds half to even, as Python's round() does.
+  tries_w = tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32)
+  tries_h = tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32)
+  fits = (tries_w > 0) & (tries_w <= width) & (tries_h > 0) & (tries_h <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+  accepted = tf.reduce_any(fits)
+
+  min_ratio, max_ratio = min(aspect_ratio_range), max(aspect_ratio_range)
+  in_ratio = wf / hf
+  round_int = lambda value: tf.cast(tf.round(value), tf.int32)
+  fallback_h = tf.where(in_ratio < min_ratio, round_int(wf / min_ratio), height)
+  fallback_w = tf.where(in_ratio > max_ratio, round_int(hf * max_ratio), width)
+  # torchvision returns an empty crop where a side rounds to 0 (1 px sides, ratios beyond 2).
+  h = tf.where(accepted, tries_h[first], tf.maximum(fallback_h, 1))
+  w = tf.where(accepted, tries_w[first], tf.maximum(fallback_w, 1))
+
+  def random_offset(u, free):
+    """Uniform in {0, ..., free}; the minimum guards against u * (free + 1) rounding up."""
+    return tf.minimum(tf.cast(u * tf.cast(free + 1, tf.float32), tf.int32), free)
+
+  y = tf.where(accepted, random_offset(draws[0, -1], height - h), (height - h) // 2)
+  x = tf.where(accepted, random_offset(draws[1, -1], width - w), (width - w) // 2)
+  return y, x, h, w
+
+
+CROP_SAMPLERS = {"slim": _slim_window, "torchvision": _torchvision_window}
+
+
+def crop_sampler(name):
+  """The window sampler `name` (a key of CROP_SAMPLERS): (shape, seed, area_range,
+  aspect_ratio_range) -> (y, x, h, w)."""
+  if name not in CROP_SAMPLERS:
+    raise UserError(f"Unknown crop sampler '{name}'; choose one of {sorted(CROP_SAMPLERS)}.")
+  return CROP_SAMPLERS[name]
 
 
 def _crop_pixels(image, window_fn):
@@ -124,18 +183,23 @@ def _crop_pixels(image, window_fn):
 
 @PREPROCESS.register("inception_crop")
 def inception_crop(image, seed, size, area_range=(0.08, 1.0),
-                   aspect_ratio_range=(3 / 4, 4 / 3)):
+                   aspect_ratio_range=(3 / 4, 4 / 3), sampler="slim"):
   """Random-resized crop (Szegedy et al.) to float32 [size, size, 3] in [0, 1].
+
+  `sampler` picks the window as the original code did: "slim" (slim, SimCLR, S4L,
+  Revisiting: sample_distorted_bounding_box, 100 attempts, never below 10% of the image;
+  when none fits, the largest centre crop of allowed aspect ratio, where slim and SimCLR
+  would keep the whole image) or "torchvision" (`RandomResizedCrop`: 10 tries, areas down
+  to area_range[0], torchvision's centre-crop fallback).
 
   A JPEG string is decoded with decode_and_crop_jpeg, so only the crop is decoded; PNG
   strings and pixel tensors are decoded (if needed) and then cropped. The window is the
-  same for a JPEG and its decoded pixels. When 100 attempts find no window, the largest
-  centre crop of allowed aspect ratio is used (slim and SimCLR would keep the whole image,
-  whatever its aspect ratio).
+  same for a JPEG and its decoded pixels.
   """
+  sample_window = crop_sampler(sampler)
   area_range = tuple(float(a) for a in area_range)
   aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
-  window_fn = lambda shape: _sample_window(shape, seed, area_range, aspect_ratio_range)
+  window_fn = lambda shape: sample_window(shape, seed, area_range, aspect_ratio_range)
   return _resize(_crop_pixels(image, window_fn), size)
 
 

@@ -9,21 +9,24 @@ from tfssl.preprocess.photometric import random_solarize, solarize
 
 
 @PREPROCESS.register("supervised_train")
-def supervised_train(image, seed, size, area_range=(0.08, 1.0)):
-  """Inception crop + flip: the supervised / fine-tuning / linear-eval augmentation."""
+def supervised_train(image, seed, size, area_range=(0.08, 1.0), sampler="slim"):
+  """Inception crop + flip: the supervised / fine-tuning / linear-eval augmentation.
+  `sampler` ("slim" or "torchvision") is inception_crop's window sampler."""
   crop_seed, flip_seed = split_seed(seed, 2)
-  return random_flip(inception_crop(image, crop_seed, size, area_range=area_range), flip_seed)
+  image = inception_crop(image, crop_seed, size, area_range=area_range, sampler=sampler)
+  return random_flip(image, flip_seed)
 
 
 @PREPROCESS.register("simclr_train")
-def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0)):
+def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0),
+                 sampler="slim"):
   """One SimCLR view: inception crop, flip, colour distortion, blur (p 0.5).
 
   SimCLR blurs in the batched model input; per view here, with the same distribution.
   CIFAR recipes pass blur=False and strength=0.5.
   """
   crop_seed, color_seed, blur_seed = split_seed(seed, 3)
-  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
   image = color_distortion(image, color_seed, strength=strength)
   if blur:
     image = gaussian_blur(image, blur_seed)
@@ -43,12 +46,14 @@ PAWS_COLOR_RECIPES = ("imagenet", "cifar")
 
 
 @PREPROCESS.register("paws_view")
-def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagenet"):
+def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagenet",
+              sampler="slim"):
   """One PAWS crop (large, small or support): random-resized crop of `area_range`, flip,
   colour jitter (p 0.8) and, as suncet's data_manager does it, per dataset:
-  "imagenet" grayscale (p 0.2) + blur (p 0.5); "cifar" solarize (p 0.2) + equalize (p 0.2)."""
+  "imagenet" grayscale (p 0.2) + blur (p 0.5); "cifar" solarize (p 0.2) + equalize (p 0.2).
+  suncet crops with torchvision's RandomResizedCrop: PAWS passes sampler="torchvision"."""
   crop_seed, color_seed, seed_a, seed_b = split_seed(seed, 4)
-  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
   if color_recipe == "cifar":
     image = color_distortion(image, color_seed, strength=strength, p_grayscale=0.0)
     return random_equalize(random_solarize(image, seed_a), seed_b)
@@ -57,13 +62,15 @@ def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagene
 
 
 @PREPROCESS.register("dino_view")
-def dino_view(image, seed, size, area_range, blur_p=0.5, solarize_p=0.0):
+def dino_view(image, seed, size, area_range, blur_p=0.5, solarize_p=0.0,
+              sampler="torchvision"):
   """One DINO crop: random-resized crop of `area_range`, flip, colour jitter (brightness
   0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale (p 0.2), blur (p blur_p)
   and solarization at PIL's threshold 128 (p solarize_p). DINO's first global crop blurs
-  with p 1, the second with 0.1 and solarizes with 0.2, the local crops blur with 0.5."""
+  with p 1, the second with 0.1 and solarizes with 0.2, the local crops blur with 0.5.
+  DINO crops with torchvision's RandomResizedCrop, hence the default sampler."""
   crop_seed, apply_seed, jitter_seed, gray_seed, blur_seed, solarize_seed = split_seed(seed, 6)
-  image = supervised_train(image, crop_seed, size, area_range=area_range)
+  image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
   image = tf.cond(uniform(apply_seed) < 0.8,
                   lambda: color_jitter(image, jitter_seed, 0.4, 0.4, 0.2, 0.1), lambda: image)
   image = random_grayscale(image, gray_seed, 0.2)
