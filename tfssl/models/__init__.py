@@ -28,7 +28,7 @@ vit.register_all(MODELS)
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
                 bn_epsilon=1e-5, cifar_stem=None, patch_net=False, name_prefix=None,
-                zero_init_residual=False):
+                zero_init_residual=False, drop_path_rate=0.0):
   """Builds a registered backbone.
 
   Args:
@@ -46,6 +46,8 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
       backbones of one method have distinct layer and variable paths.
     zero_init_residual: residual blocks start as the identity (zero last BN gamma in v1,
       zero last conv kernel in pre-activation nets).
+    drop_path_rate: stochastic depth of the last block, rising linearly from 0 in the first
+      (DINO's student: 0.1); Vision Transformers only. 0 builds the model without it.
 
   Returns:
     A Keras model mapping float32 [0, 1] NHWC images to a dict of float32 tensors.
@@ -53,10 +55,15 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
   builder = MODELS.get(name)
   if not width > 0:
     raise UserError(f"Model width multiplier must be positive, got {width}.")
+  # Only the ViT builders take it, so the others never see it.
+  options = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
+  if options and name not in vit.MODEL_NAMES:
+    raise UserError(f"drop_path_rate (stochastic depth) applies to the Vision Transformers "
+                    f"({', '.join(vit.MODEL_NAMES)}), not {name}; use drop_path_rate=0.")
   ops = layers.LayerFactory(sync_bn=sync_bn, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                             name_prefix=name_prefix)
   return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,
-                 patch_net=patch_net, zero_init_residual=zero_init_residual)
+                 patch_net=patch_net, zero_init_residual=zero_init_residual, **options)
 
 
 @contextlib.contextmanager
@@ -139,3 +146,9 @@ def _leaf_layers(model):
       yield from _leaf_layers(layer)
     else:
       yield layer
+
+
+def patch_size(name, image_size):
+  """The side of the patches a ViT `name` cuts `image_size`-px images into (None for the
+  convolutional models, which take any size)."""
+  return vit.patch_size(name, image_size)

@@ -13,9 +13,14 @@ multi-crop's 96-px crops need. For a static grid the resize is a product with fi
 interpolation matrices (XLA, and so TPUs, have no bicubic-resize kernel). Images of at
 most 64 px (unless `cifar_stem` says otherwise) get 4-px patches, as ViTs on CIFAR
 usually do; ImageNet sizes get the model's own patch size.
+
+Stochastic depth (`drop_path_rate`, DINO's student: 0.1) drops each block's attention and
+MLP branches per sample in training, at a rate rising linearly from 0 in the first block to
+`drop_path_rate` in the last, and scales kept branches by 1 / keep probability.
 """
 
 import math
+import zlib
 
 import keras
 import numpy as np
@@ -114,6 +119,70 @@ class ClassToken(keras.layers.Layer):
     return tokens[:, 0]
 
 
+class DropPathAdd(keras.layers.Layer):
+  """[x, branch] -> x + the branch with stochastic depth: in training, each sample's branch
+  is zeroed with probability `rate`, else divided by 1 - `rate` (DINO's `drop_path`);
+  x + branch otherwise.
+
+  It takes the place of the block's Add rather than adding a layer before it: a functional
+  model checkpoints its layers by their index in the graph, so an extra layer would shift
+  the checkpoint entries of every later one and a run with stochastic depth could not
+  restore (or `--init_from`) one without, nor the other way round.
+
+  Masks are stateless draws from a Keras SeedGenerator (seeded from `seed`, advanced by
+  every training call, so XLA compiles the draw and runs are reproducible), with the replica
+  id folded in so each replica drops other samples. The generator's state is no weight:
+  Keras leaves it out of `weights` and TF checkpoints do not track it, so a resumed run
+  draws the masks of its first steps again (harmless: other images, other crops).
+  """
+
+  def __init__(self, rate, seed, **kwargs):
+    super().__init__(**kwargs)
+    if not 0 <= rate < 1:
+      raise ValueError(f"A drop path rate must be in [0, 1), got {rate}.")
+    self.rate = float(rate)
+    self.seed = int(seed)
+    # An explicit name: the state's path must differ between layers (the Polyak averages
+    # of `--init_from` key every variable of a model by its path).
+    self.seed_generator = keras.random.SeedGenerator(self.seed, name=f"{self.name}_seed")
+
+  def drop_path(self, branch):
+    keep = 1.0 - self.rate
+    seed = self.seed_generator.next()
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is not None:
+      replica = tf.cast(replica_context.replica_id_in_sync_group, seed.dtype)
+      seed = tf.random.experimental.stateless_fold_in(seed, replica)
+    mask_shape = tf.concat([tf.shape(branch)[:1], tf.ones([len(branch.shape) - 1], tf.int32)],
+                           axis=0)
+    uniform = tf.random.stateless_uniform(mask_shape, seed, dtype=tf.float32)
+    scale = tf.floor(keep + uniform) / keep
+    # The product in float32: under mixed_bfloat16 a bf16 1 / keep would be off by ~0.2%.
+    return tf.cast(tf.cast(branch, tf.float32) * scale, branch.dtype)
+
+  def call(self, inputs, training=None):
+    x, branch = inputs
+    if training and self.rate > 0:
+      branch = self.drop_path(branch)
+    return x + branch
+
+  def get_config(self):
+    return dict(super().get_config(), rate=self.rate, seed=self.seed)
+
+
+def drop_path_rates(drop_path_rate, depth):
+  """Each block's stochastic-depth rate: linear from 0 to `drop_path_rate` (DINO's `dpr`)."""
+  return [float(rate) for rate in np.linspace(0.0, drop_path_rate, depth)]
+
+
+def _residual_add(x, branch, drop_path_rate, name):
+  if not drop_path_rate:
+    return keras.layers.Add(name=name)([x, branch])
+  # Seeded by the layer's name: fixed across runs and processes, distinct between layers
+  # (and between backbones of other name prefixes).
+  return DropPathAdd(drop_path_rate, seed=zlib.crc32(name.encode()), name=name)([x, branch])
+
+
 def _layer_norm(x, name):
   return keras.layers.LayerNormalization(epsilon=_LN_EPSILON, name=name)(x)
 
@@ -123,26 +192,32 @@ def _dense(x, units, name, activation=None):
                             name=name)(x)
 
 
-def _block(x, dim, heads, name):
+def _block(x, dim, heads, name, drop_path_rate=0.0):
   y = _layer_norm(x, f"{name}_norm1")
   y = keras.layers.MultiHeadAttention(heads, dim // heads, kernel_initializer=_weights_init(),
                                       name=f"{name}_attention")(y, y)
-  x = keras.layers.Add(name=f"{name}_add1")([x, y])
+  x = _residual_add(x, y, drop_path_rate, f"{name}_add1")
   y = _layer_norm(x, f"{name}_norm2")
   y = _dense(y, 4 * dim, f"{name}_mlp_fc1", activation="gelu")
   y = _dense(y, dim, f"{name}_mlp_fc2")
-  return keras.layers.Add(name=f"{name}_add2")([x, y])
+  return _residual_add(x, y, drop_path_rate, f"{name}_add2")
 
 
 def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=1.0,
                        cifar_stem=None, patch_net=False, zero_init_residual=False,
-                       name="vit"):
-  """Functional ViT returning float32 {stem, block1..block`depth`, default}."""
+                       drop_path_rate=0.0, name="vit"):
+  """Functional ViT returning float32 {stem, block1..block`depth`, default}.
+
+  `drop_path_rate`: stochastic depth of the last block (see `drop_path_rates`); at 0 the
+  model is exactly the one without stochastic depth.
+  """
   if patch_net:
     raise UserError("Vision Transformers have no patch-net layout; for Jigsaw / relative "
                     "patch location use a ResNet, RevNet or VGG.")
   if zero_init_residual:
     raise UserError("zero_init_residual applies to ResNets, not Vision Transformers.")
+  if not 0 <= drop_path_rate < 1:
+    raise UserError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
   if cifar_stem is None:
     cifar_stem = image_size <= 64
   patch = _SMALL_IMAGE_PATCH if cifar_stem else patch_size
@@ -156,8 +231,8 @@ def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=
                                 name=ops.name("stem_patch_embedding"))(x)
   taps = {"stem": patches}
   tokens = ClassTokenAndPositions(image_size // patch, name=ops.name("stem_tokens"))(patches)
-  for index in range(1, depth + 1):
-    tokens = _block(tokens, dim, heads, ops.name(f"block{index}"))
+  for index, rate in enumerate(drop_path_rates(drop_path_rate, depth), start=1):
+    tokens = _block(tokens, dim, heads, ops.name(f"block{index}"), rate)
     taps[f"block{index}"] = TokensToMap(name=ops.name(f"block{index}_map"))([tokens, patches])
   features = ClassToken(name=ops.name("class_token"))(_layer_norm(tokens, ops.name("norm")))
   outputs = {tap: layers_lib.Float32(name=ops.name(f"out_{tap}"))(value)
@@ -170,6 +245,7 @@ def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=
 
 # name: (width, depth, heads, patch size)
 _REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16)}
+MODEL_NAMES = tuple(sorted(_REGISTERED))
 
 
 def register_all(registry):
@@ -179,3 +255,11 @@ def register_all(registry):
       return vision_transformer(ops, dim=dim, depth=depth, heads=heads, patch_size=patch_size,
                                 name=model_name, **kwargs)
     registry.register(model_name)(builder)
+
+
+def patch_size(model_name, image_size):
+  """The patch side of registered ViT `model_name` on `image_size`-px images (with the
+  default stem), or None for a name that is not a ViT."""
+  if model_name not in _REGISTERED:
+    return None
+  return _SMALL_IMAGE_PATCH if image_size <= 64 else _REGISTERED[model_name][3]
