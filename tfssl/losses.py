@@ -5,9 +5,16 @@ import tensorflow as tf
 
 def softmax_cross_entropy(logits, labels, num_classes, label_smoothing=0.0):
   """Per-example cross-entropy against integer `labels`, with optional label smoothing."""
-  targets = tf.one_hot(labels, num_classes)
+  return soft_target_cross_entropy(logits, tf.one_hot(labels, num_classes), label_smoothing)
+
+
+def soft_target_cross_entropy(logits, targets, label_smoothing=0.0):
+  """Per-example cross-entropy of softmax(logits) against target distributions [n, K]
+  (mixup's soft labels), smoothed as torch's cross_entropy smooths them:
+  (1 - s) * targets + s / K."""
+  targets = tf.cast(targets, tf.float32)
   if label_smoothing:
-    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[-1]
   return tf.nn.softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
 
 
