@@ -67,7 +67,7 @@ RECIPES = {
 ORDER = ("supervised", "suave", "daino")
 
 
-def _config(method, overrides, **fields):
+def make_config(method, overrides, **fields):
   return config_lib.build_config(methods.get_method(method), COMMON + overrides,
                                  method=method, model=MODEL, dataset="digits", **fields)
 
@@ -88,7 +88,7 @@ def main():
                   init_from)
   table = {}
   for method in args.methods.split(","):
-    config = _config(method, RECIPES[method] + [f"train_steps={args.steps}"],
+    config = make_config(method, RECIPES[method] + [f"train_steps={args.steps}"],
                      init_from=init_from)
     table[method + suffix] = train_and_score(config, os.path.join(args.workdir,
                                                                   method + suffix))

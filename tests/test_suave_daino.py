@@ -17,7 +17,7 @@ from tests.helpers import fixed_batch_losses, tiny_config
 
 # 10% of digits' labels; 16 labelled + 16 unlabelled images, 2 global + 2 local crops.
 SMALL = ["labels=10pct", "batch_size=16", "unsup_batch_size=16", "num_local_views=2",
-         "proj_hidden_dim=32", "proj_out_dim=16"]
+         "proj_hidden_dim=32", "proj_out_dim=16", "mixup_lab_group_size=8"]
 SUAVE = SMALL + ["queue_length=0"]
 DAINO = SMALL
 EAGER = "jit_compile=false"
@@ -100,10 +100,35 @@ def test_suave_loss_on_two_replicas_equals_one_replica_on_the_global_batch(
 
 
 def test_loss_weights_are_each_part_share_of_the_crops():
-  method = _method("suave")
+  method = _method("suave", "mixup_lab=false")
   # 16 labelled images; 16 unlabelled x 4 crops.
   assert method.labelled_weight == pytest.approx(16 / 80)
   assert method.unlabelled_weight == pytest.approx(64 / 80)
+  # The mixed copy counts in the labelled share, as main_suave.py / main_daino.py count it.
+  method = _method("daino", "mixup_lab_group_size=8")
+  assert method.labelled_weight == pytest.approx(32 / 96)
+  assert method.unlabelled_weight == pytest.approx(64 / 96)
+
+
+def test_mixup_lab_extends_the_labelled_batch_with_a_mixed_copy_in_training_only():
+  method = _method("suave", EAGER)
+  batch = _fixed_batch()
+  images, targets = method.labelled_inputs(batch, training=True)
+  assert images.shape[0] == targets.shape[0] == 32
+  np.testing.assert_array_equal(images[:16].numpy(), batch["sup"]["image"].numpy())
+  np.testing.assert_allclose(targets.numpy().sum(-1), 1.0, rtol=1e-6)
+  # Each mixed row mixes its image's label with its mirror's in the group of 8.
+  labels = batch["sup"]["label"].numpy()
+  for row in range(16):
+    partner = row // 8 * 8 + 7 - row % 8
+    support = set(np.flatnonzero(targets[16 + row].numpy() > 1e-6))
+    assert support <= {labels[row], labels[partner]}
+  # Another step draws another mix; evaluation never mixes.
+  method.step_counter = tf.Variable(5, dtype=tf.int64)
+  assert np.abs(method.labelled_inputs(batch, training=True)[0][16:].numpy()
+                - images[16:].numpy()).max() > 0
+  eval_images, eval_targets = method.labelled_inputs(batch, training=False)
+  assert eval_images.shape[0] == 16 and eval_targets.shape == (16, 10)
 
 
 @pytest.mark.parametrize("name,override,message", [
@@ -112,6 +137,8 @@ def test_loss_weights_are_each_part_share_of_the_crops():
     ("daino", "teacher_temperature=0", "teacher_temperature=0"),
     ("daino", "teacher_momentum=1.5", "teacher_momentum=1.5"),
     ("daino", "polyak_averaging=true", "polyak_averaging would average the student"),
+    ("suave", "mixup_lab_group_size=5", "mixup_lab_group_size=5 must divide batch_size=16"),
+    ("daino", "mixup_lab_type=pairs", "mixup_lab_type='pairs' is not one of"),
 ])
 def test_bad_settings_are_named(name, override, message):
   with pytest.raises(UserError, match=message):

@@ -398,9 +398,9 @@ def initialize_from(method, checkpoint_path, strategy):
   exported module's variables) also holds, by name; from a training checkpoint of a run
   that kept Polyak averages, its averaged weights (what it evaluated and exported)."""
   saved, in_module = _saved_objects(checkpoint_path)
-  trackables = {name: obj for name, obj in method.trackables_to_initialize().items()
+  trackables = {name: obj for name, obj in method.trackables_to_initialize(saved).items()
                 if name in saved}
-  if "backbone" not in trackables:
+  if not any(name.endswith("backbone") for name in trackables):
     raise UserError(f"--init_from {checkpoint_path} holds no backbone (it has "
                     f"{', '.join(sorted(saved))}). Pass the workdir of a tfssl training run.")
   try:

@@ -158,13 +158,14 @@ class Method:
         tf.zeros((1, self.backbone_image_size, self.backbone_image_size, 3)),
         training=False)["default"].shape[-1]
 
-  def new_backbone(self, name_prefix=None):
+  def new_backbone(self, name_prefix=None, **options):
     """A backbone of the configured architecture (`name_prefix`: a second copy's layer
-    names, e.g. a teacher's)."""
+    names, e.g. a teacher's; `options` replace some of `backbone_options`)."""
     return models.build_model(
         self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
         sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
-        bn_epsilon=self.config.bn_epsilon, name_prefix=name_prefix, **self.backbone_options())
+        bn_epsilon=self.config.bn_epsilon, name_prefix=name_prefix,
+        **dict(self.backbone_options(), **options))
 
   def backbone_options(self):
     """Extra `models.build_model` arguments this method's backbone needs."""
@@ -174,8 +175,10 @@ class Method:
     """Named objects whose variables make up the method's state (checkpointed and exported)."""
     return {"backbone": self.backbone}
 
-  def trackables_to_initialize(self):
-    """The trackables `--init_from` loads from another run (default: all it holds)."""
+  def trackables_to_initialize(self, saved=()):
+    """The trackables `--init_from` loads from another run whose checkpoint holds the
+    trackables named `saved` (default: all this method has)."""
+    del saved
     return self.trackables()
 
   @property

@@ -19,18 +19,25 @@ Evaluation and export use the teacher, as DINO evaluates: `default`, the taps, `
 Its trackables name the teacher's parts `backbone`, `projection`, `prototypes` (what
 `--init_from` another run loads) and the student's `student_*`. `--init_from` loads another
 run's `backbone` (and, with init_projection, its `projection`: of a Daino run, the
-teacher's) into the student and copies it into the teacher, as main_daino.py.
+teacher's) into the student and copies it into the teacher, as main_daino.py; of a run
+with a student (DINO's, Daino's), its student's, as main_daino.py loads DINO's.
+
+`dino` is the same code without the labelled stream: DINO (main_dino.py), with its
+per-parameter gradient clipping (`clip_grad`), the last layer frozen for the first
+`freeze_last_layer_epochs` and stochastic depth in the student (`drop_path_rate`).
 """
 
 import keras
 import tensorflow as tf
 
 from tfssl import losses
+from tfssl import models
 from tfssl import optim
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import METHODS, cross_replica_sum, num_replicas, views_major
-from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, MultiCropSemiSupervised
+from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, LabelFree, MultiCropSemiSupervised
+from tfssl.methods.multicrop import local_crop_size
 
 
 def _trunc_normal():
@@ -77,17 +84,20 @@ class DinoProjection(keras.layers.Layer):
 
 class WeightNormPrototypes(keras.layers.Layer):
   """Bias-free linear layer with weight normalisation: unit k's weights are
-  magnitude_k * direction_k / |direction_k| (torch weight_norm, magnitudes start at 1)."""
+  magnitude_k * direction_k / |direction_k| (torch weight_norm, magnitudes start at 1;
+  with `learn_magnitude` false they stay 1, DINO's norm_last_layer)."""
 
-  def __init__(self, units, **kwargs):
+  def __init__(self, units, learn_magnitude=True, **kwargs):
     super().__init__(dtype="float32", **kwargs)
     self.units = units
+    self.learn_magnitude = learn_magnitude
 
   def build(self, input_shape):
     self.direction = self.add_weight(
         name="direction", shape=(input_shape[-1], self.units),
         initializer=keras.initializers.GlorotUniform())
-    self.magnitude = self.add_weight(name="magnitude", shape=(self.units,), initializer="ones")
+    self.magnitude = self.add_weight(name="magnitude", shape=(self.units,), initializer="ones",
+                                     trainable=self.learn_magnitude)
     self.built = True
 
   def call(self, x):
@@ -101,6 +111,20 @@ class Center(tf.Module):
     # Every replica writes the same value (an all-reduced mean).
     self.value = tf.Variable(tf.zeros([1, num_classes]), trainable=False, name="value",
                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def clip_each_gradient(grads, max_norm):
+  """DINO's clip_gradients: each parameter's gradient of the global batch scaled to norm
+  at most `max_norm` (by max_norm / (norm + 1e-6)). Per replica, the norm is that of the sum
+  over replicas, and each replica's share is scaled alike, so the summed update is clipped."""
+  clipped = []
+  for grad in grads:
+    if grad is None:
+      clipped.append(grad)
+      continue
+    norm = tf.norm(cross_replica_sum(grad))
+    clipped.append(grad * tf.minimum(max_norm / (norm + 1e-6), 1.0))
+  return clipped
 
 
 def teacher_temperature(epoch, warmup, final, warmup_epochs):
@@ -151,6 +175,14 @@ class Daino(MultiCropSemiSupervised):
         "weight_decay": 0.04,
         "weight_decay_end": 0.4,
         "sync_bn": True,
+        "mixup_lab_group_size": 32,
+        "norm_last_layer": False,
+        # DINO's clip_grad: each parameter's gradient scaled to at most this norm (0: off).
+        "clip_grad": 0.0,
+        "freeze_last_layer_epochs": 0.0,  # DINO's freeze_last_layer
+        # Stochastic depth of the student (ViTs). main_daino.py sets 0.1 but never puts its
+        # student in training mode after the first validation, so it is never active.
+        "drop_path_rate": 0.0,
     })
 
   @classmethod
@@ -165,6 +197,22 @@ class Daino(MultiCropSemiSupervised):
     for key in ("teacher_momentum", "center_momentum"):
       if not 0 <= config[key] <= 1:
         raise UserError(f"{key}={config[key]} must be in [0, 1].")
+    for key in ("clip_grad", "freeze_last_layer_epochs", "drop_path_rate"):
+      if config[key] < 0:
+        raise UserError(f"{key}={config[key]} must be >= 0.")
+    patch = models.patch_size(config.model, image_size)
+    if patch:
+      local_size = local_crop_size(config, image_size)
+      for key, size in (("image_size", image_size), ("local_crop_size", local_size)):
+        if size % patch:
+          raise UserError(
+              f"{config.model} cuts crops into {patch}x{patch} patches, which do not tile "
+              f"the {size}-px crops ({key}={size}): use a crop size divisible by {patch} "
+              f"(DINO: 224 and 96 for patch 16).")
+
+  def backbone_options(self):
+    rate = self.config.drop_path_rate
+    return {"drop_path_rate": rate} if rate else {}
 
   def view(self, image, seed, size, area_range, index):
     """DINO's crops: the first global crop always blurred, the second rarely and sometimes
@@ -178,19 +226,22 @@ class Daino(MultiCropSemiSupervised):
     super().build()
     config = self.config
     self.student = self.backbone
-    self.teacher = self.new_backbone(name_prefix="teacher")
+    # DINO's teacher has no stochastic depth.
+    self.teacher = self.new_backbone(name_prefix="teacher",
+                                     **{key: 0.0 for key in self.backbone_options()})
     self.student_projection, self.projection = [
         DinoProjection(self.feature_dim, config.proj_hidden_dim, config.proj_out_dim, config,
                        batch_norm=config.head_batch_norm, name=name, dtype="float32")
         for name in ("projection", "teacher_projection")]
     self.student_prototypes, self.prototypes = [
-        WeightNormPrototypes(self.num_classes, name=name)
+        WeightNormPrototypes(self.num_prototypes, learn_magnitude=not config.norm_last_layer,
+                             name=name)
         for name in ("prototypes", "teacher_prototypes")]
     for layer in (self.student_projection, self.projection):
       layer.build((None, self.feature_dim))
     for layer in (self.student_prototypes, self.prototypes):
       layer.build((None, config.proj_out_dim))
-    self.center = Center(self.num_classes)
+    self.center = Center(self.num_prototypes)
     self.copy_student_to_teacher()
 
   def _pairs(self):
@@ -227,12 +278,14 @@ class Daino(MultiCropSemiSupervised):
             "student_projection": self.student_projection,
             "student_prototypes": self.student_prototypes, "center": self.center}
 
-  def trackables_to_initialize(self):
+  def trackables_to_initialize(self, saved=()):
     """Another run's `backbone` (and `projection`) into the student: matched by variable
-    path too (Polyak averages), which the teacher's prefixed layers do not share."""
-    trackables = {"backbone": self.student}
+    path too (Polyak averages), which the teacher's prefixed layers do not share. Of a run
+    with a student (DINO, Daino), its student's, as main_daino.py loads DINO's."""
+    prefix = "student_" if "student_backbone" in saved else ""
+    trackables = {prefix + "backbone": self.student}
     if self.config.init_projection:
-      trackables["projection"] = self.student_projection
+      trackables[prefix + "projection"] = self.student_projection
     return trackables
 
   @property
@@ -254,10 +307,21 @@ class Daino(MultiCropSemiSupervised):
     return (outputs,) + self.head(outputs["default"], training, teacher)
 
   def representations(self, images, training=False):
-    outputs, embeddings, scores = self.head_outputs(images, training, teacher=True)
-    return dict(outputs, proj=embeddings, logits=self.class_logits(scores))
+    return self.exported_outputs(*self.head_outputs(images, training, teacher=True))
 
   # --- training -------------------------------------------------------------
+
+  def frozen_prototype_steps(self):
+    return round(self.config.freeze_last_layer_epochs * self.steps_per_epoch_count)
+
+  def prototype_variables(self):
+    return self.student_prototypes.trainable_variables
+
+  def adjust_gradients(self, grads):
+    """DINO clips, then cancels the last layer's gradients while it is frozen."""
+    if self.config.clip_grad:
+      grads = clip_each_gradient(grads, self.config.clip_grad)
+    return super().adjust_gradients(grads)
 
   def after_step(self):
     momentum = teacher_momentum(self.current_step() - 1, self.total_steps,
@@ -266,7 +330,7 @@ class Daino(MultiCropSemiSupervised):
 
   def compute_loss(self, batch, training=True):
     config = self.config
-    unsup = batch["unsup"]
+    unsup = self.unlabelled(batch)
     teacher_scores = tf.stop_gradient(
         self.head_outputs(views_major(unsup["global"]), training, teacher=True)[2])
     epoch = self.current_step() // self.steps_per_epoch_count
@@ -277,8 +341,7 @@ class Daino(MultiCropSemiSupervised):
                          [NUM_GLOBAL_VIEWS, unsup["global"].shape[0], -1])
     labelled_scores, view_scores, _ = self.student_outputs(batch, training)
     per_image = losses.cross_view_cross_entropy(view_scores, targets, config.temperature)
-    loss, metrics = self.combined_loss(labelled_scores, batch["sup"]["label"], per_image,
-                                       targets, unsup["label"])
+    loss, metrics = self.combined_loss(batch, labelled_scores, per_image, targets, training)
     if training:
       batch_mean = cross_replica_sum(tf.reduce_sum(teacher_scores, 0, keepdims=True)) / (
           NUM_GLOBAL_VIEWS * self.unsup_batch_size)
@@ -289,3 +352,36 @@ class Daino(MultiCropSemiSupervised):
         loss = tf.identity(loss)
     return loss, dict(metrics, teacher_temperature=temperature / num_replicas())
 
+
+
+@METHODS.register("dino")
+class Dino(LabelFree, Daino):
+  """DINO (Caron et al. 2021; facebookresearch/dino, main_dino.py): Daino's
+  self-distillation without the labelled stream, over `num_prototypes` outputs.
+
+  Exports the teacher's `default`, taps and `proj` (the normalised bottleneck)."""
+
+  @classmethod
+  def default_config(cls):
+    # main_dino.py's defaults, global batch of the README's 8 GPUs x 64 images.
+    return dict(super().default_config(), **{
+        "model": "vit_s16",
+        "batch_size": 512,
+        "train_epochs": 100.0,
+        "num_prototypes": 65536,
+        "norm_last_layer": True,
+        "global_crop_area": (0.4, 1.0),
+        "local_crop_area": (0.05, 0.4),
+        "teacher_momentum": 0.996,
+        "teacher_temperature": 0.04,
+        "warmup_teacher_temperature": 0.04,
+        "warmup_teacher_temperature_epochs": 0,
+        "learning_rate": 5e-4,  # per 256 images
+        "lr_scaling": "linear",
+        "lr_base_batch_size": 256,
+        "warmup_epochs": 10.0,
+        "end_lr_factor": 1e-6 / 1e-3,  # min_lr 1e-6 of 5e-4 x 512 / 256
+        "clip_grad": 3.0,
+        "freeze_last_layer_epochs": 1.0,
+        "drop_path_rate": 0.1,
+    })

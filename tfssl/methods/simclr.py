@@ -168,7 +168,8 @@ class SimCLR(Method):
   def trackables(self):
     return dict(super().trackables(), projection=self.projection, head=self.head)
 
-  def trackables_to_initialize(self):
+  def trackables_to_initialize(self, saved=()):
+    del saved
     trackables = self.trackables()
     if self.finetuning and self.config.zero_init_logits_layer:
       del trackables["head"]

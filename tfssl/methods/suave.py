@@ -13,6 +13,9 @@ queue, used once full) so that small batches still spread over all prototypes.
 
 Exports `default`, the taps, `proj` (the normalised embedding) and `logits` (prototype
 scores / temperature: the classifier the paper evaluates).
+
+`swav` is the same code without the labelled stream: SwAV (main_swav.py), whose queue
+fills from `queue_start_epoch` on.
 """
 
 import keras
@@ -23,7 +26,8 @@ from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import METHODS, cross_replica_concat, cross_replica_sum, num_replicas
 from tfssl.methods.base import replica_index
-from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, MultiCropSemiSupervised
+from tfssl.methods.multicrop import CROP_SAMPLER, NUM_GLOBAL_VIEWS, LabelFree
+from tfssl.methods.multicrop import MultiCropSemiSupervised
 
 
 class SwAVProjection(keras.layers.Layer):
@@ -71,13 +75,16 @@ class AssignmentQueue(tf.Module):
   def is_full(self):
     return self.filled >= self.length
 
-  def push(self, gathered_embeddings):
-    """`gathered_embeddings` [2, B, D] (every replica's, newest) in front; the oldest out."""
+  def push(self, gathered_embeddings, started=True):
+    """`gathered_embeddings` [2, B, D] (every replica's, newest) in front; the oldest out.
+    Before the queue has `started` (a bool tensor) nothing changes: a select, not a
+    branch, because the embeddings were gathered across replicas."""
     batch = gathered_embeddings.shape[1]
     kept = self.embeddings[:, :self.length - batch]
-    return tf.group(
-        self.embeddings.assign(tf.concat([tf.cast(gathered_embeddings, tf.float32), kept], 1)),
-        self.filled.assign(tf.minimum(self.filled + batch, self.length)))
+    pushed = tf.concat([tf.cast(gathered_embeddings, tf.float32), kept], 1)
+    filled = tf.minimum(self.filled + batch, self.length)
+    return tf.group(self.embeddings.assign(tf.where(started, pushed, self.embeddings)),
+                    self.filled.assign(tf.where(started, filled, self.filled)))
 
 
 @METHODS.register("suave")
@@ -99,6 +106,7 @@ class Suave(MultiCropSemiSupervised):
         "proj_hidden_dim": 0,  # 0: the backbone's feature width (2048 for ResNet-50)
         "proj_out_dim": 128,
         "queue_length": 3840,  # 0: no queue; rounded down to a multiple of unsup_batch_size
+        "queue_start_epoch": 0,  # SwAV's epoch_queue_starts: the queue fills from then on
         "freeze_prototypes_steps": 0,
         "color_jitter_unlabelled": True,  # SwAV's colour distortion + blur on unlabelled crops
         "optimizer": "lars",
@@ -120,15 +128,17 @@ class Suave(MultiCropSemiSupervised):
     if config.sinkhorn_epsilon <= 0 or config.sinkhorn_iterations < 1:
       raise UserError(f"sinkhorn_epsilon={config.sinkhorn_epsilon} must be positive and "
                       f"sinkhorn_iterations={config.sinkhorn_iterations} >= 1.")
-    if config.queue_length < 0 or config.freeze_prototypes_steps < 0:
-      raise UserError("queue_length and freeze_prototypes_steps must be >= 0.")
+    for key in ("queue_length", "queue_start_epoch", "freeze_prototypes_steps"):
+      if config[key] < 0:
+        raise UserError(f"{key}={config[key]} must be >= 0.")
 
   def view(self, image, seed, size, area_range, index):
     """SwAV's crop: random-resized crop, flip, colour distortion (strength 1) and blur."""
     del index
     if not self.config.color_jitter_unlabelled:
-      return pp.supervised_train(image, seed, size, area_range=area_range)
-    return pp.simclr_train(image, seed, size, strength=1.0, blur=True, area_range=area_range)
+      return pp.supervised_train(image, seed, size, area_range=area_range, sampler=CROP_SAMPLER)
+    return pp.simclr_train(image, seed, size, strength=1.0, blur=True, area_range=area_range,
+                           sampler=CROP_SAMPLER)
 
   # --- models ---------------------------------------------------------------
 
@@ -139,8 +149,8 @@ class Suave(MultiCropSemiSupervised):
                                      config.proj_out_dim, config, name="projection",
                                      dtype="float32")
     self.projection.build((None, self.feature_dim))
-    self.prototypes = keras.layers.Dense(self.num_classes, use_bias=False, name="prototypes",
-                                         dtype="float32")
+    self.prototypes = keras.layers.Dense(self.num_prototypes, use_bias=False,
+                                         name="prototypes", dtype="float32")
     self.prototypes.build((None, config.proj_out_dim))
     self.normalize_prototypes()
     queue_length = config.queue_length - config.queue_length % self.unsup_batch_size
@@ -153,7 +163,8 @@ class Suave(MultiCropSemiSupervised):
       trackables["queue"] = self.queue
     return trackables
 
-  def trackables_to_initialize(self):
+  def trackables_to_initialize(self, saved=()):
+    del saved
     trackables = {"backbone": self.backbone}
     if self.config.init_projection:
       trackables["projection"] = self.projection
@@ -164,8 +175,7 @@ class Suave(MultiCropSemiSupervised):
     return embeddings, self.prototypes(embeddings)
 
   def representations(self, images, training=False):
-    outputs, embeddings, scores = self.head_outputs(images, training)
-    return dict(outputs, proj=embeddings, logits=self.class_logits(scores))
+    return self.exported_outputs(*self.head_outputs(images, training))
 
   # --- training -------------------------------------------------------------
 
@@ -177,14 +187,11 @@ class Suave(MultiCropSemiSupervised):
     """SwAV renormalises the prototypes before every step: here after every update."""
     return self.normalize_prototypes()
 
-  def adjust_gradients(self, grads):
-    steps = self.config.freeze_prototypes_steps
-    if not steps:
-      return grads
-    learning = tf.cast(self.current_step() >= steps, tf.float32)
-    kernel = self.prototypes.kernel
-    return [g * learning if v is kernel and g is not None else g
-            for g, v in zip(grads, self.trainable_variables)]
+  def frozen_prototype_steps(self):
+    return self.config.freeze_prototypes_steps
+
+  def prototype_variables(self):
+    return [self.prototypes.kernel]
 
   def assignments(self, global_scores, global_embeddings, training):
     """Sinkhorn-Knopp targets [2, B_u, K] of the global crops (with the queue's rows when
@@ -211,8 +218,9 @@ class Suave(MultiCropSemiSupervised):
     if self.queue is not None and training:
       embeddings = tf.reshape(tf.stop_gradient(global_embeddings), [NUM_GLOBAL_VIEWS, batch, -1])
       gathered = tf.stack([cross_replica_concat(e)[0] for e in tf.unstack(embeddings)])
+      epoch = self.current_step() // self.steps_per_epoch_count
       with tf.control_dependencies([targets]):
-        push = self.queue.push(gathered)
+        push = self.queue.push(gathered, started=epoch >= config.queue_start_epoch)
       with tf.control_dependencies([push]):
         targets = tf.identity(targets)
     return targets
@@ -221,5 +229,31 @@ class Suave(MultiCropSemiSupervised):
     labelled_scores, view_scores, global_embeddings = self.student_outputs(batch, training)
     targets = self.assignments(view_scores[:NUM_GLOBAL_VIEWS], global_embeddings, training)
     per_image = losses.cross_view_cross_entropy(view_scores, targets, self.config.temperature)
-    return self.combined_loss(labelled_scores, batch["sup"]["label"], per_image, targets,
-                              batch["unsup"]["label"])
+    return self.combined_loss(batch, labelled_scores, per_image, targets, training)
+
+
+@METHODS.register("swav")
+class SwAV(LabelFree, Suave):
+  """SwAV (Caron et al. 2020; facebookresearch/swav, main_swav.py): Suave's swapped
+  prediction without the labelled stream, over `num_prototypes` prototypes.
+
+  Exports `default`, the taps and `proj` (the normalised embedding)."""
+
+  @classmethod
+  def default_config(cls):
+    # scripts/swav_800ep_pretrain.sh on 64 GPUs x 64 images.
+    return dict(super().default_config(), **{
+        "batch_size": 4096,
+        "train_epochs": 800.0,
+        "num_local_views": 6,
+        "num_prototypes": 3000,
+        # No queue at 4096 images a step (the script's queue_length 0; main_swav.py would
+        # round any length below the global batch down to 0 too).
+        "queue_length": 0,
+        "queue_start_epoch": 15,
+        "freeze_prototypes_steps": 313,
+        "learning_rate": 4.8,
+        "warmup_epochs": 10.0,
+        "warmup_start_factor": 0.3 / 4.8,  # start_warmup 0.3
+        "end_lr_factor": 0.001,  # final_lr 0.0048
+    })
