@@ -67,12 +67,14 @@ def test_step_runs_on_two_replicas(name, overrides, two_replica_strategy):
   assert all(math.isfinite(x) for x in step_losses)
 
 
+@pytest.mark.parametrize("group", [8, 16])  # mixup partners on one replica, on two
 def test_suave_loss_on_two_replicas_equals_one_replica_on_the_global_batch(
-    two_replica_strategy):
+    group, two_replica_strategy):
   """Sinkhorn-Knopp sums over replicas and BN is synchronized: the split batch gives the
-  global batch's loss and gradients."""
-  single = _method("suave", "sync_bn=true", EAGER)
-  double = _method("suave", "sync_bn=true", EAGER, strategy=two_replica_strategy)
+  global batch's loss and gradients, labelled mixup included."""
+  group = f"mixup_lab_group_size={group}"
+  single = _method("suave", "sync_bn=true", group, EAGER)
+  double = _method("suave", "sync_bn=true", group, EAGER, strategy=two_replica_strategy)
   for a, b in zip(double.variables, single.variables):
     a.assign(b)
   batch = _fixed_batch()

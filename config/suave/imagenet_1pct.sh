@@ -14,11 +14,13 @@
 # whole train split.
 # Starting point: the original starts from SwAV's 800-epoch ResNet-50
 # (swav_800ep_pretrain.pth.tar, --swav_init_ckpt) with the prototypes dropped and, with
-# init_proj false, a new projection head. tfssl has no SwAV method and cannot read PyTorch
-# checkpoints: INIT is a tfssl self-supervised run of the same --model, e.g. the workdir of
-# config/simclr/imagenet_pretrain.sh (or one of its export/hub/STEP modules). --init_from
+# init_proj false, a new projection head. INIT is that model retrained: the training of
+# config/swav/imagenet.sh (its $WORKDIR/train, or one of its export/hub/STEP modules), the
+# same published recipe (swav_800ep_pretrain.sh) run with tfssl's swav method. --init_from
 # loads its backbone only; projection and class prototypes start new, as in the original.
-# Expect lower accuracy than from SwAV's 800 epochs.
+# Suave's accuracy rests on that run: check its linear top-1 against SwAV's published 75.3%
+# first. Starting from the released checkpoint itself needs a PyTorch-checkpoint converter
+# (separate work).
 # Training: ResNet-50 v1 (SwAV's torchvision ResNet-50). Every step: 128 labelled images (16
 # per GPU on 8 GPUs; random-resized crop at 224, area 0.08-1, flip, colour jitter
 # 0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2) and 256 unlabelled images (32 per GPU), each as
@@ -30,9 +32,19 @@
 # class, renormalised after every update). Unlabelled loss: swapped prediction, each global
 # crop's Sinkhorn-Knopp assignment (epsilon 0.05, 3 iterations, over every replica's crops
 # and a queue of the last 3840 global-crop embeddings, used once full, from the first epoch)
-# predicted by the other 9 crops at temperature 0.1. Labelled loss: cross-entropy of the
-# prototype scores / 0.1 with label smoothing 0.01. The two are weighted by their share of
-# the step's crops: 128 / 2688 and 2560 / 2688. LARS (momentum 0.9, eta 0.001; every
+# predicted by the other 9 crops at temperature 0.1. Labelled mixup/CutMix (mixup_lab
+# "extend", src/mixup.py's CollateMixup): the 128 augmented labelled images gain a mixed
+# copy of themselves. One draw per step: CutMix with probability 0.5 (switch prob), else
+# mixup, lam ~ Beta(1, 1) (alpha 1 for both). Each image is mixed with its mirror (image i
+# with image 15 - i) within its group of 16, the original's per-GPU labelled batch
+# (mixup_lab_group_size 16): mixup blends the two, CutMix pastes one box of the partner
+# (lam corrected to the area kept). The copy's soft label is lam * its one-hot + (1 - lam) *
+# the partner's. The copies join the labelled images in the global crops' pass (and
+# batch-norm batch). Labelled loss: cross-entropy of the prototype scores / 0.1 with label
+# smoothing 0.01 (as torch smooths soft targets: 0.99 * label + 0.01 / 1000), the mean over
+# the 256 clean and mixed rows. The two losses are weighted by their share of the step's
+# crops, the mixed copies counted as labelled crops as in the original: 256 / 2816 (= 1/11)
+# and 2560 / 2816. LARS (momentum 0.9, eta 0.001; every
 # parameter, biases and batch norm included, gets the trust ratio and the 1e-6 weight decay,
 # as suave's LARS with exclude_bias_n_norm False), lr 0.4 with no batch scaling, 5 warmup
 # epochs from 0, then cosine to 0.001 (x0.0025), 100 epochs of the unlabelled stream (5004
@@ -44,31 +56,40 @@
 # temperature 0.1: a classifier-free check that uses only the labelled subset. It runs where
 # the script runs (eval_hub takes no --tpu): 63k ResNet-50 forward passes, best on a GPU.
 # Fine-tuning afterwards: config/suave/finetune_imagenet_1pct.sh with INIT=$WORKDIR/train.
-# Not reproduced (tfssl has no such features): mixup/cutmix (alpha 1, switch prob 0.5) on
-# the labelled images (mixup_lab, "extend": the batch gains a mixed copy of itself) and on
-# the unlabelled global crops (mixup_unlab, globals), and the share of the loss those mixed
-# images carried (the original counts the mixed labelled copies in the labelled share, about
-# 256 / 2816 of the loss against 128 / 2688 here); the online evaluation heads (multihead_eval:
-# detached linear classifiers on the backbone and projection layers, for monitoring only);
-# fp16 training (use_fp16; float32 here, --config.precision=mixed_bfloat16 on TPU is the
-# nearest). The colour jitter is SimCLR's TF implementation, not torchvision's.
-# Hardware: the original ran on 1 node x 8 GPUs (README). Here: TPU v3-32 (32 cores: 4
-# labelled + 8 unlabelled images, i.e. 84 crops, per core; batch norm is cross-replica, so
-# its batch stays the global one) or larger; in float32 a v3-8 (16 + 32 per core, as per GPU
-# in the original) is likely short of memory. The batches and the queue (3840 = 15 x 256)
-# split evenly over 8, 16, 32 or 64 replicas.
-# Expected: the suave-daino README gives no accuracy numbers; the paper reports Suave
-# ResNet-50 results from the SwAV 800-epoch start (not comparable with a shorter tfssl
-# pretraining).
+# Not reproduced (tfssl has no such feature): the recipe's mixup of unlabelled images
+# (mixup_unlab "globals": global crop 1 of each unlabelled image mixed, as above, with crop 2
+# of its mirrored partner, an extra view kept out of the SwAV loss and the queue that
+# predicts lam * q1 + (1 - lam) * the partner's q2, q being the Sinkhorn targets). It
+# matters little: the original weighs that term by its count of mixed views (1 per GPU),
+# not images, i.e. 1 / 353 = 0.28% of the loss, so without it the labelled and unlabelled
+# shares are 0.0909 and 0.9091 here against 0.0907 and 0.9065 there. It also puts those 256
+# mixed crops into the original's 224 px pass (and its batch-norm batch), absent here.
+# Not as the original, outside the recipe's values: no online evaluation heads
+# (multihead_eval: detached linear classifiers on the backbone and projection layers, for
+# monitoring only); float32 instead of fp16 (use_fp16; --config.precision=mixed_bfloat16 on
+# TPU is the nearest); the colour jitter is SimCLR's TF implementation, not torchvision's.
+# Hardware: the original ran on 1 node x 8 GPUs (README). Here: a core must hold whole
+# mixup groups (16 labelled images), so the 8 groups run on 1, 2, 4 or 8 replicas (more stop
+# the run with an error). A TPU v3-8 carries the original's per-GPU load (16 + 16 mixed
+# labelled + 32 unlabelled images, i.e. 352 crops, per core), for which float32 is likely
+# short of memory (--config.precision=mixed_bfloat16 may fit). On a v3-32 (4 + 4 mixed
+# labelled + 8 unlabelled images, 88 crops, per core) add --config.mixup_lab_group_size=4:
+# partners then mirror within 4 images instead of 16, pairs as random (the labelled stream
+# is shuffled) but not the original's. Batch norm is cross-replica, so its batch stays the
+# global one. The batches and the queue (3840 = 15 x 256) split evenly over 8, 16, 32 or 64
+# replicas.
+# Expected: the suave-daino README gives no accuracy numbers; the paper's Suave ResNet-50
+# results start from SwAV's released 800-epoch model, of which INIT is a retraining with the
+# same recipe: they are the target, within the SwAV run's own gap to SwAV's 75.3%.
 #
-# Usage: WORKDIR=gs://BUCKET/suave_1pct INIT=gs://BUCKET/simclr_pretrain \
+# Usage: WORKDIR=gs://BUCKET/suave_1pct INIT=gs://BUCKET/swav/train \
 #            bash config/suave/imagenet_1pct.sh --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
 # Training goes to $WORKDIR/train; results: $WORKDIR/train/eval/results.json (prototype
 # classifier) and $WORKDIR/snn/results.json (soft-NN). Other flags go to both trainer
 # commands; of them, only --dataset_dir reaches tfssl.eval_hub.
 set -euo pipefail
 : "${WORKDIR:?set WORKDIR=a directory for the training and evaluation runs}"
-: "${INIT:?set INIT=a tfssl self-supervised resnet50_v1 run (workdir or export/hub module)}"
+: "${INIT:?set INIT=the training of config/swav/imagenet.sh (its WORKDIR/train, or an export/hub module)}"
 EVAL_FLAGS=()
 for arg in "$@"; do
   case "$arg" in
@@ -86,9 +107,11 @@ RUN=(--method=suave --model=resnet50_v1 --dataset=imagenet --labels=1pct
      --config.global_crop_area=0.14,1.0 --config.local_crop_area=0.05,0.14
      --config.color_jitter_unlabelled=true
      --config.temperature=0.1 --config.label_smoothing=0.01
+     --config.mixup_lab=true --config.mixup_lab_type=extend --config.mixup_lab_group_size=16
      --config.sinkhorn_epsilon=0.05 --config.sinkhorn_iterations=3
      --config.proj_hidden_dim=2048 --config.proj_out_dim=128
-     --config.queue_length=3840 --config.freeze_prototypes_steps=0
+     --config.queue_length=3840 --config.queue_start_epoch=0
+     --config.freeze_prototypes_steps=0
      --config.optimizer=lars --config.momentum=0.9 --config.nesterov=false
      --config.lars_eta=0.001 --config.weight_decay_skip_bias_and_bn=false
      --config.learning_rate=0.4 --config.lr_scaling=none
