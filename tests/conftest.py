@@ -7,6 +7,10 @@ so this happens at import time of the test session.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF 2.20/2.21's oneDNN kernels segfault on this machine's CPUs (AVX512-FP16 / AMX) in the
+# backward pass of a loaded SavedModel's function (test_export, eval_hub fine-tuning);
+# TensorFlow's own kernels do not.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
