@@ -67,7 +67,7 @@ def test_step_runs_on_two_replicas(name, overrides, two_replica_strategy):
   assert all(math.isfinite(x) for x in step_losses)
 
 
-@pytest.mark.parametrize("group", [8, 16])  # mixup partners on one replica, on two
+@pytest.mark.parametrize("group", [8])  # mixup partners on one replica
 def test_suave_loss_on_two_replicas_equals_one_replica_on_the_global_batch(
     group, two_replica_strategy):
   """Sinkhorn-Knopp sums over replicas and BN is synchronized: the split batch gives the

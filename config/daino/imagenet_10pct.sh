@@ -70,16 +70,15 @@
 # The recipe trains in float32 (use_fp16 false), as here. The prototype magnitudes are
 # weight-decayed, as DINO's get_params_groups does (torch's weight_g is [1000, 1], not 1-d).
 # Hardware: the original ran on 2 nodes x 8 GPUs for its global 512 labelled + 1024
-# unlabelled batch (the README: smaller batches untested). Here: TPU v3-32 (16 + 16 mixed
-# labelled + 32 unlabelled images, i.e. 352 crops, per core) or a v3-64 (8 + 8 mixed
-# labelled + 16 unlabelled images, 176 crops, per core). Mixup groups larger than a core's
-# labelled batch (32 images over 2 cores on a v3-32, over 4 on a v3-64) are mixed from the
-# labelled batch gathered over replicas (one all-gather of the labelled images per step), so
-# any replica count that divides the batches keeps the original's group size and pairs. A
-# TPU v3-16 carries the original's per-GPU load (32 + 32 mixed labelled + 64 unlabelled
-# images, i.e. 704 crops, per core), which float32 may not fit. Otherwise a ViT has no batch
-# norm, so the per-core split changes nothing. The batches split evenly over 8 to 512
-# replicas.
+# unlabelled batch (the README: smaller batches untested). Here: a core must hold whole
+# mixup groups (32 labelled images), so the 16 groups run on 1, 2, 4, 8 or 16 replicas
+# (more stop the run with an error). A TPU v3-16 carries the original's per-GPU load
+# (32 + 32 mixed labelled + 64 unlabelled images, i.e. 704 crops, per core), which float32
+# may not fit. On a v3-32 (16 + 16 mixed labelled + 32 unlabelled images, 352 crops, per
+# core) add --config.mixup_lab_group_size=16, on a v3-64 --config.mixup_lab_group_size=8:
+# partners then mirror within fewer images, pairs as random (the labelled stream is
+# shuffled) but not the original's. Otherwise a ViT has no batch norm, so the per-core split
+# changes nothing. The batches split evenly over 8 to 512 replicas.
 # Expected: the suave-daino README gives no accuracy numbers; the paper's Daino ViT-S/16
 # results start from DINO's released ViT-S/16, of which INIT is a retraining with the same
 # recipe: they are the target, within the DINO run's own gap to DINO's published numbers.

@@ -46,13 +46,13 @@
 # finetune_1perc.sh also passes --lr_last_layer 0.01, which main_suave.py does not define
 # (its argparse would reject the command; the flag belongs to eval_semisup.py): nothing
 # here stands for it, the prototypes learn at the lr of the rest.
-# Hardware: the original ran on 1 node x 8 GPUs. Here: TPU v3-16 (8 + 8 mixed labelled
-# images and 32 global crops at 224 per core) or larger. Mixup groups larger than a core's
-# labelled batch (16 images over 2 cores on a v3-16) are mixed from the labelled batch
-# gathered over replicas (one all-gather of the labelled images per step), so any replica
-# count that divides the batches keeps the original's group size and pairs. A TPU v3-8
-# holds 16 + 16 mixed labelled images and 64 global crops at 224 per core, as per GPU in the
-# original, which float32 may not fit (--config.precision=mixed_bfloat16 would).
+# Hardware: the original ran on 1 node x 8 GPUs. Here: a core must hold whole mixup groups
+# (16 labelled images), so the 8 groups run on 1, 2, 4 or 8 replicas (more stop the run
+# with an error). A TPU v3-8 holds 16 + 16 mixed labelled images and 64 global crops at 224
+# per core, as per GPU in the original, which float32 may not fit
+# (--config.precision=mixed_bfloat16 would). On a v3-16 add --config.mixup_lab_group_size=8:
+# partners then mirror within 8 images instead of 16, pairs as random (the labelled stream
+# is shuffled) but not the original's.
 # Expected: the README gives no accuracy numbers.
 #
 # Usage: INIT=gs://BUCKET/suave_1pct/train bash config/suave/finetune_imagenet_1pct.sh \

@@ -68,16 +68,16 @@
 # (multihead_eval: detached linear classifiers on the backbone and projection layers, for
 # monitoring only); float32 instead of fp16 (use_fp16; --config.precision=mixed_bfloat16 on
 # TPU is the nearest); the colour jitter is SimCLR's TF implementation, not torchvision's.
-# Hardware: the original ran on 1 node x 8 GPUs (README). Here: TPU v3-32 (4 + 4 mixed
-# labelled + 8 unlabelled images, i.e. 88 crops, per core) or larger. Mixup groups larger
-# than a core's labelled batch (16 images over 4 cores on a v3-32) are mixed from the
-# labelled batch gathered over replicas (one all-gather of the labelled images per step), so
-# any replica count that divides the batches keeps the original's group size and pairs. A
-# TPU v3-8 carries the original's per-GPU load (16 + 16 mixed labelled + 32 unlabelled
-# images, i.e. 352 crops, per core), for which float32 is likely short of memory
-# (--config.precision=mixed_bfloat16 may fit). Batch norm is cross-replica, so its batch
-# stays the global one. The batches and the queue (3840 = 15 x 256) split evenly over 8, 16,
-# 32 or 64 replicas.
+# Hardware: the original ran on 1 node x 8 GPUs (README). Here: a core must hold whole
+# mixup groups (16 labelled images), so the 8 groups run on 1, 2, 4 or 8 replicas (more stop
+# the run with an error). A TPU v3-8 carries the original's per-GPU load (16 + 16 mixed
+# labelled + 32 unlabelled images, i.e. 352 crops, per core), for which float32 is likely
+# short of memory (--config.precision=mixed_bfloat16 may fit). On a v3-32 (4 + 4 mixed
+# labelled + 8 unlabelled images, 88 crops, per core) add --config.mixup_lab_group_size=4:
+# partners then mirror within 4 images instead of 16, pairs as random (the labelled stream
+# is shuffled) but not the original's. Batch norm is cross-replica, so its batch stays the
+# global one. The batches and the queue (3840 = 15 x 256) split evenly over 8, 16, 32 or 64
+# replicas.
 # Expected: the suave-daino README gives no accuracy numbers; the paper's Suave ResNet-50
 # results start from SwAV's released 800-epoch model, of which INIT is a retraining with the
 # same recipe: they are the target, within the SwAV run's own gap to SwAV's 75.3%.

@@ -35,8 +35,10 @@ from tfssl import models
 from tfssl import optim
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
+from tfssl.models import vit
 from tfssl.methods.base import METHODS, cross_replica_sum, num_replicas, views_major
-from tfssl.methods.multicrop import NUM_GLOBAL_VIEWS, LabelFree, MultiCropSemiSupervised
+from tfssl.methods.multicrop import CROP_SAMPLER, NUM_GLOBAL_VIEWS, LabelFree
+from tfssl.methods.multicrop import MultiCropSemiSupervised
 from tfssl.methods.multicrop import local_crop_size
 
 
@@ -211,12 +213,16 @@ class Daino(MultiCropSemiSupervised):
               f"(DINO: 224 and 96 for patch 16).")
 
   def backbone_options(self):
+    # main_dino.py builds its ResNets (torchvision's) without stochastic depth whatever
+    # drop_path_rate says: only ViTs get it.
     rate = self.config.drop_path_rate
-    return {"drop_path_rate": rate} if rate else {}
+    return {"drop_path_rate": rate} if rate and self.config.model in vit.MODEL_NAMES else {}
 
   def view(self, image, seed, size, area_range, index):
     """DINO's crops: the first global crop always blurred, the second rarely and sometimes
     solarized, the local ones blurred half the time."""
+    if not self.config.color_jitter_unlabelled:
+      return pp.supervised_train(image, seed, size, area_range=area_range, sampler=CROP_SAMPLER)
     blur_p, solarize_p = {0: (1.0, 0.0), 1: (0.1, 0.2)}.get(index, (0.5, 0.0))
     return pp.dino_view(image, seed, size, area_range, blur_p=blur_p, solarize_p=solarize_p)
 

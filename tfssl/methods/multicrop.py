@@ -33,7 +33,7 @@ from tfssl import models
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import Method, check_unsup_batch_size, global_mean, top_k_correct
-from tfssl.methods.base import cross_replica_concat, num_replicas, unsup_batch_size
+from tfssl.methods.base import num_replicas, unsup_batch_size
 from tfssl.methods.base import views_major
 
 NUM_GLOBAL_VIEWS = 2
@@ -66,6 +66,9 @@ class MultiCropSemiSupervised(Method):
         "global_crop_area": (0.14, 1.0),
         "local_crop_area": (0.05, 0.14),
         "labelled_color_strength": 0.5,  # jitter 0.4/0.4/0.4/0.1 (x 0.8 / 0.2 of SimCLR's)
+        # The original's photometric ops on unlabelled crops (SwAV's colour distortion and
+        # blur, DINO's jitter, blur and solarization); false: crop and flip only.
+        "color_jitter_unlabelled": True,
         "temperature": 0.1,
         "label_smoothing": 0.01,
         # --init_from also loads the projection (the originals' init_proj); the class
@@ -154,8 +157,7 @@ class MultiCropSemiSupervised(Method):
     """(labelled images, their targets [n, K]) of this replica: with mixup_lab in training,
     "extend" appends the mixed copy of the batch, "replace" mixes the batch; a function of
     the step and the batch, the same on any number of replicas for the same global batch
-    (partners never leave a group; groups larger than a replica's batch are mixed from the
-    batch gathered over replicas)."""
+    (partners never leave a group, and every replica holds whole groups)."""
     config, images, labels = self.config, batch["sup"]["image"], batch["sup"]["label"]
     targets = tf.one_hot(labels, self.num_classes)
     if not (training and config.mixup_lab):
@@ -163,19 +165,19 @@ class MultiCropSemiSupervised(Method):
     groups = config.batch_size // config.mixup_lab_group_size
     replicas = num_replicas()
     extend = config.mixup_lab_type == "extend"
-    mix = lambda images, labels, num_groups: mixup.mixed_copy(
+    if groups % replicas:
+      # Mixing groups spread over replicas from a gathered batch gave gradients ~1% off the
+      # one-replica step's in tests/test_suave_daino.py; until that is understood, refuse.
+      raise UserError(
+          f"mixup_lab mirrors images within groups of mixup_lab_group_size="
+          f"{config.mixup_lab_group_size}: the {groups} groups of batch_size="
+          f"{config.batch_size} do not split over {replicas} replicas. Use a group size that "
+          "divides the per-replica labelled batch.")
+    mixed_images, mixed_targets = mixup.mixed_copy(
         images, labels, self.num_classes, mixup.step_seed(config.seed, self.current_step()),
         mixup_alpha=MIXUP_ALPHA, cutmix_alpha=CUTMIX_ALPHA,
         prob=1.0 if extend else config.mixup_lab_prob, switch_prob=MIXUP_SWITCH_PROB,
-        num_groups=num_groups)
-    if groups % replicas == 0:  # every replica holds whole groups
-      mixed_images, mixed_targets = mix(images, labels, groups // replicas)
-    else:  # groups span replicas: mix the gathered batch, keep this replica's rows
-      all_images, offset = cross_replica_concat(images)
-      all_labels, _ = cross_replica_concat(labels)
-      mixed_images, mixed_targets = [
-          tf.slice(x, [offset] + [0] * (x.shape.rank - 1), [images.shape[0]] + [-1] *
-                   (x.shape.rank - 1)) for x in mix(all_images, all_labels, groups)]
+        num_groups=groups // replicas)
     mixed_images = tf.cast(mixed_images, images.dtype)
     if not extend:
       return mixed_images, mixed_targets

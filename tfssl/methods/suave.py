@@ -108,7 +108,6 @@ class Suave(MultiCropSemiSupervised):
         "queue_length": 3840,  # 0: no queue; rounded down to a multiple of unsup_batch_size
         "queue_start_epoch": 0,  # SwAV's epoch_queue_starts: the queue fills from then on
         "freeze_prototypes_steps": 0,
-        "color_jitter_unlabelled": True,  # SwAV's colour distortion + blur on unlabelled crops
         "optimizer": "lars",
         "learning_rate": 0.4,
         "lr_scaling": "none",
