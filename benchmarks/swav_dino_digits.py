@@ -62,7 +62,8 @@ PRETRAIN_RECIPES = {
                          "teacher_temperature=0.07", "warmup_teacher_temperature=0.04",
                          "warmup_teacher_temperature_epochs=30", "num_prototypes=1024",
                          "proj_hidden_dim=256", "proj_out_dim=64", "head_batch_norm=true",
-                         "norm_last_layer=true", "drop_path_rate=0"],
+                         "norm_last_layer=true", "drop_path_rate=0",
+                         "color_jitter_unlabelled=false"],
 }
 # Which semi-supervised method starts from which label-free run.
 SEMI = {"swav": "suave", "dino": "daino"}
