@@ -12,6 +12,7 @@ from tfssl import methods
 from tfssl import preprocess as pp
 from tfssl.preprocess import ops
 from tfssl.preprocess import photometric
+from tfssl.preprocess import recipes
 from tfssl.errors import UserError
 from tests.helpers import tiny_config
 
@@ -378,6 +379,18 @@ def test_recipes_and_paws_crop_with_the_sampler_of_their_original(monkeypatch):
                                                   "num_local_views=1"), 10, 16)
     assert samplers(lambda: paws.unsup_preprocess(features, SEED)) == ["torchvision"]
     assert samplers(lambda: paws.train_preprocess(features, SEED)) == ["torchvision"]
+
+
+def test_dino_view_jitter_strength_scales_dinos_four_deltas(monkeypatch):
+  deltas = []
+  jitter = recipes.color_jitter
+  monkeypatch.setattr(recipes, "color_jitter",
+                      lambda image, seed, *args: deltas.append(args) or jitter(image, seed, *args))
+  image = tf.constant(_image())
+  # In a graph both branches of the p-0.8 jitter are traced, so the jitter always is.
+  tf.function(lambda: pp.dino_view(image, SEED, 24, (0.4, 1.0)))()
+  tf.function(lambda: pp.dino_view(image, SEED, 24, (0.4, 1.0), jitter_strength=0.5))()
+  np.testing.assert_allclose(deltas, [(0.4, 0.4, 0.2, 0.1), (0.2, 0.2, 0.1, 0.05)])
 
 
 def test_eval_crop_center_crops_large_and_resizes_small():

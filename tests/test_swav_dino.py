@@ -23,6 +23,7 @@ SWAV = SMALL + ["queue_length=0", "freeze_prototypes_steps=0"]
 DINO = SMALL + ["learning_rate=0.001", "warmup_epochs=0", "freeze_last_layer_epochs=0",
                 "drop_path_rate=0"]
 EAGER = "jit_compile=false"
+SEED = tf.constant([1, 2], tf.int64)
 SETTINGS = {"swav": SWAV, "dino": DINO}
 
 
@@ -110,6 +111,21 @@ def test_published_defaults():
   dino = experiment.resolve(tiny_config("dino")).config
   assert (dino.num_prototypes, dino.norm_last_layer, dino.clip_grad,
           dino.freeze_last_layer_epochs) == (65536, True, 3.0, 1.0)
+
+
+@pytest.mark.parametrize("name,recipe,expected", [
+    ("swav", "simclr_train", [{"strength": 1.0, "blur": True}, {"strength": 0.5, "blur": False}]),
+    ("dino", "dino_view", [{"jitter_strength": 1.0, "blur_p": 1.0, "solarize_p": 0.0},
+                           {"jitter_strength": 0.5, "blur_p": 0.0, "solarize_p": 0.0}]),
+])
+def test_colour_strength_and_blur_of_the_unlabelled_crops(name, recipe, expected, monkeypatch):
+  calls = []
+  monkeypatch.setattr(daino_lib.pp, recipe, lambda *args, **kwargs: calls.append(kwargs))
+  for overrides in ((), ("color_jitter_strength=0.5", "use_blur=false")):
+    _method(name, *overrides).view(tf.zeros([16, 16, 3]), SEED, 16, (0.5, 1.0), index=0)
+  assert [{key: call[key] for key in expected[0]} for call in calls] == expected
+  with pytest.raises(UserError, match="color_jitter_strength=-1"):
+    experiment.resolve(_config(name, "color_jitter_strength=-1"))
 
 
 # --- SwAV: the queue starts at its epoch --------------------------------------------------

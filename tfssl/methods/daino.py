@@ -224,7 +224,10 @@ class Daino(MultiCropSemiSupervised):
     if not self.config.color_jitter_unlabelled:
       return pp.supervised_train(image, seed, size, area_range=area_range, sampler=CROP_SAMPLER)
     blur_p, solarize_p = {0: (1.0, 0.0), 1: (0.1, 0.2)}.get(index, (0.5, 0.0))
-    return pp.dino_view(image, seed, size, area_range, blur_p=blur_p, solarize_p=solarize_p)
+    if not self.config.use_blur:
+      blur_p = solarize_p = 0.0
+    return pp.dino_view(image, seed, size, area_range, blur_p=blur_p, solarize_p=solarize_p,
+                        jitter_strength=self.config.color_jitter_strength)
 
   # --- models ---------------------------------------------------------------
 

@@ -69,6 +69,11 @@ class MultiCropSemiSupervised(Method):
         # The original's photometric ops on unlabelled crops (SwAV's colour distortion and
         # blur, DINO's jitter, blur and solarization); false: crop and flip only.
         "color_jitter_unlabelled": True,
+        # Of those ops, as SimCLR's keys: a factor on the jitter's four deltas (1: the
+        # original's; SimCLR's CIFAR recipes use 0.5) and whether to blur (and, for DINO,
+        # solarize).
+        "color_jitter_strength": 1.0,
+        "use_blur": True,
         "temperature": 0.1,
         "label_smoothing": 0.01,
         # --init_from also loads the projection (the originals' init_proj); the class
@@ -97,6 +102,10 @@ class MultiCropSemiSupervised(Method):
                       f"(image_size={image_size}): local crops are the small ones.")
     if config.temperature <= 0:
       raise UserError(f"temperature={config.temperature} must be positive.")
+    if config.color_jitter_strength < 0:
+      raise UserError(f"color_jitter_strength={config.color_jitter_strength} must be >= 0 "
+                      f"(1: the original's jitter; color_jitter_unlabelled=false turns the "
+                      f"photometric ops off).")
     for key in ("global_crop_area", "local_crop_area"):
       low, high = config[key]
       if not 0 < low <= high <= 1:

@@ -136,7 +136,8 @@ class Suave(MultiCropSemiSupervised):
     del index
     if not self.config.color_jitter_unlabelled:
       return pp.supervised_train(image, seed, size, area_range=area_range, sampler=CROP_SAMPLER)
-    return pp.simclr_train(image, seed, size, strength=1.0, blur=True, area_range=area_range,
+    return pp.simclr_train(image, seed, size, strength=self.config.color_jitter_strength,
+                           blur=self.config.use_blur, area_range=area_range,
                            sampler=CROP_SAMPLER)
 
   # --- models ---------------------------------------------------------------

@@ -63,16 +63,19 @@ def paws_view(image, seed, size, area_range, strength=1.0, color_recipe="imagene
 
 @PREPROCESS.register("dino_view")
 def dino_view(image, seed, size, area_range, blur_p=0.5, solarize_p=0.0,
-              sampler="torchvision"):
+              sampler="torchvision", jitter_strength=1.0):
   """One DINO crop: random-resized crop of `area_range`, flip, colour jitter (brightness
   0.4, contrast 0.4, saturation 0.2, hue 0.1; p 0.8), grayscale (p 0.2), blur (p blur_p)
   and solarization at PIL's threshold 128 (p solarize_p). DINO's first global crop blurs
   with p 1, the second with 0.1 and solarizes with 0.2, the local crops blur with 0.5.
-  DINO crops with torchvision's RandomResizedCrop, hence the default sampler."""
+  DINO crops with torchvision's RandomResizedCrop, hence the default sampler.
+  jitter_strength scales the four jitter deltas."""
   crop_seed, apply_seed, jitter_seed, gray_seed, blur_seed, solarize_seed = split_seed(seed, 6)
   image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
   image = tf.cond(uniform(apply_seed) < 0.8,
-                  lambda: color_jitter(image, jitter_seed, 0.4, 0.4, 0.2, 0.1), lambda: image)
+                  lambda: color_jitter(image, jitter_seed, *[jitter_strength * delta for
+                                                             delta in (0.4, 0.4, 0.2, 0.1)]),
+                  lambda: image)
   image = random_grayscale(image, gray_seed, 0.2)
   image = gaussian_blur(image, blur_seed, p=blur_p)
   if solarize_p > 0:
