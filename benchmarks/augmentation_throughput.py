@@ -5,7 +5,8 @@
 
 Generates 256x256 JPEGs in memory and runs two tf.data pipelines on `--threads` threads
 (default: all cores): (a) decode only, (b) two SimCLR views per image at `--size` px
-(inception crop decoded from the JPEG, flip, colour distortion, blur p 0.5).
+(inception crop decoded from the JPEG, flip, colour distortion, blur p 0.5), and (c)
+FNC's released views: (b) with RandAugment (2 layers, magnitude 7) before the grayscale.
 Target (DESIGN.md): (b) >= 300 crops/s per core at 224 px.
 """
 
@@ -93,10 +94,17 @@ def main():
     return (pp.simclr_train(jpeg, first, args.size),
             pp.simclr_train(jpeg, second, args.size))
 
+  def two_fnc_views(index, jpeg):  # FNC's released view: RandAugment 2 layers at 7
+    first, second = pp.split_seed(tf.stack([tf.constant(1, tf.int64), index]), 2)
+    return tuple(pp.simclr_train(jpeg, seed, args.size, randaugment_layers=2,
+                                 randaugment_magnitude=7) for seed in (first, second))
+
   decode_wall, decode_cpu = measure(jpegs, decode_only, 1, args.threads, args.seconds,
                                     args.batch, args.rounds)
   views_wall, views_cpu = measure(jpegs, two_simclr_views, 2, args.threads, args.seconds,
                                   args.batch, args.rounds)
+  fnc_wall, fnc_cpu = measure(jpegs, two_fnc_views, 2, args.threads, args.seconds,
+                              args.batch, args.rounds)
   cores = args.threads
   print(f"threads (= cores used): {cores}; crops/s per core as wall-clock rate / threads "
         "and as crops per CPU-second")
@@ -104,8 +112,12 @@ def main():
         f"{decode_cpu:7.1f} per CPU-s")
   print(f"(b) 2 SimCLR views at {args.size:3d} px : {views_wall / cores:7.1f} /s per core, "
         f"{views_cpu:7.1f} per CPU-s")
+  print(f"(c) (b) + RandAugment (FNC)  : {fnc_wall / cores:7.1f} /s per core, "
+        f"{fnc_cpu:7.1f} per CPU-s")
   print(f"ratio (b)/(a)                : {views_wall / decode_wall:7.3f}, "
         f"{views_cpu / decode_cpu:7.3f}")
+  print(f"ratio (c)/(b)                : {fnc_wall / views_wall:7.3f}, "
+        f"{fnc_cpu / views_cpu:7.3f}")
   per_core = min(views_wall / cores, views_cpu)
   verdict = "met" if per_core >= TARGET_CROPS_PER_CORE else "NOT met"
   print(f"target (b) >= {TARGET_CROPS_PER_CORE} crops/s per core: {verdict} "

@@ -42,7 +42,9 @@ PRETRAIN = ["online_linear_head=false", "batch_size=128", "train_epochs=100",
             "use_blur=false", "crop_area_min=0.3", "sync_bn=false"]
 PRETRAIN_RECIPES = {
     "simclr": [],
-    "fnc": ["support_size=2", "fn_topk=10", "fn_threshold=0.7"],
+    # Without RandAugment (FNC's default now): its translations of up to 70 px and
+    # cutouts of up to 56 px, fixed in pixels, would grey out these 16-px images.
+    "fnc": ["support_size=2", "fn_topk=10", "fn_threshold=0.7", "use_randaugment=false"],
 }
 # The S4L digits benchmark's supervised recipe, for fine-tuning and the baseline alike,
 # at each of LEARNING_RATES.

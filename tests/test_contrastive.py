@@ -320,7 +320,26 @@ def test_finetune_from_another_architecture_gets_one_message(pretrained, tmp_pat
     ("train_mode=linear", "Unknown train_mode 'linear'"),
     ("ft_proj_selector=4", "ft_proj_selector=4 must be in 0..3"),
     ("fn_strategy=cancel", "Unknown fn_strategy 'cancel'"),
+    ("randaugment_magnitude=12", "randaugment_magnitude=12 within 0..10"),
 ])
 def test_bad_contrastive_settings_are_named(override, message):
   with pytest.raises(UserError, match=message):
     experiment.resolve(tiny_config("fnc", override))
+
+
+def test_fnc_views_take_randaugment_between_jitter_and_grayscale_as_released(monkeypatch):
+  from tfssl.preprocess import recipes  # pylint: disable=import-outside-toplevel
+  calls = []
+  monkeypatch.setattr(recipes, "randaugment",
+                      lambda image, seed, *args: calls.append(args) or image)
+  image = tf.random.stateless_uniform([20, 20, 3], [1, 2])
+  features = {"image": image, "label": tf.constant(0)}
+  seed = tf.constant([1, 2], tf.int64)
+  for overrides, expected in (((), [(2, 7)] * 4), (("randaugment_magnitude=5",), [(2, 5)] * 4),
+                              (("use_randaugment=false",), [])):
+    calls.clear()
+    method = experiment.resolve(tiny_config("fnc", *FNC, *overrides)).new_method()
+    views = method.train_preprocess(features, seed)["views"]
+    assert views.shape[0] == 4 and calls == expected
+  assert experiment.resolve(tiny_config("fnc")).config.use_randaugment
+  assert not experiment.resolve(tiny_config("simclr")).config.get("use_randaugment")

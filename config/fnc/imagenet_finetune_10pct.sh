@@ -15,7 +15,7 @@
 # decay. Then `--run_eval` gives top-1/top-5 on the official validation set.
 # TPU: v3-8 or larger (batch 1024; the README names no size).
 # Published (FNC README): 71.1% top-1 / 90.2% top-5, from a pretraining with a momentum memory
-# bank and RandAugment that tfssl lacks (see config/fnc/imagenet_pretrain.sh): expect less.
+# bank that tfssl lacks yet (see config/fnc/imagenet_pretrain.sh): expect less.
 #
 # Usage: PRETRAIN=gs://BUCKET/fnc_pretrain bash config/fnc/imagenet_finetune_10pct.sh \
 #            --workdir=gs://BUCKET/fnc_ft10pct --dataset_dir=gs://BUCKET/imagenet --tpu=NAME

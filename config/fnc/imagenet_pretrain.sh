@@ -11,18 +11,21 @@
 # positives of every view of the image while staying in the denominator (fn_strategy
 # attraction, the released code's; the paper's other strategy, elimination, only removes
 # them from the denominator: --config.fn_strategy=elimination). ResNet-50 v1, 3-layer
-# projection head to 128-d, temperature 0.1, cross-replica batch norm; views as SimCLR's
-# (inception crop area 0.08-1, flip, colour jitter strength 1.0, grayscale, blur); batch
+# projection head to 128-d, temperature 0.1, cross-replica batch norm; views as FNC's
+# data_util.py makes them with use_randaugment (its default): inception crop area 0.08-1,
+# flip, colour jitter strength 1.0 (p 0.8), RandAugment (2 layers, magnitude 7: each layer
+# one of 16 ops, always applied; --config.use_randaugment=false gives SimCLR's views),
+# grayscale (p 0.2), blur (p 0.5); batch
 # 4096, LARS, lr 0.1 x sqrt(4096) = 6.4, 10 warmup epochs then cosine to 0, 100 epochs
 # (about 31k steps), weight decay 1e-4 applied by LARS. A linear head on the stop-gradient
 # backbone output learns the labels at the same time; the `--run_eval` pass at the end
 # reports its top-1/top-5 (a quick check, not config/fnc/imagenet_linear_eval.sh).
 #
 # Not as published: the released code's default, with which the published numbers below
-# were obtained, adds a memory bank of 16 x the batch (65,536) projections from a momentum
-# encoder (memory_multiplier 16, EMA decay 0.999) and RandAugment (2 layers, magnitude 7)
-# in the views. tfssl implements neither: this is the released code's in-batch path
-# (memory_multiplier=0) with SimCLR's augmentation, so expect lower numbers.
+# were obtained, also adds a memory bank of 16 x the batch (65,536) projections from a
+# momentum encoder (memory_multiplier 16, EMA decay 0.999). tfssl does not implement it
+# yet: this is the released code's in-batch path (memory_multiplier=0), so expect lower
+# numbers.
 # Published (FNC README, ImageNet validation set, ResNet-50), top-1 / top-5: fine-tune on 1%
 # of labels 63.7 / 85.3, on 10% 71.1 / 90.2, linear evaluation 74.4 / 91.8 (supervised
 # 76.5 / 93.3).
@@ -39,6 +42,7 @@ RUN=(--method=fnc --model=resnet50_v1 --dataset=imagenet --labels=all
      --config.batch_size=4096 --config.eval_batch_size=1024 --config.sync_bn=true
      --config.temperature=0.1 --config.num_proj_layers=3 --config.proj_out_dim=128
      --config.support_size=8 --config.fn_topk=10 --config.fn_threshold=0.7
+     --config.use_randaugment=true --config.randaugment_layers=2 --config.randaugment_magnitude=7
      --config.fn_strategy=attraction
      --config.ft_proj_selector=0 --config.online_linear_head=true
      --config.color_jitter_strength=1.0 --config.use_blur=true --config.crop_area_min=0.08

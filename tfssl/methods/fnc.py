@@ -19,9 +19,11 @@ the views of the global batch, gathered from every replica.
 import tensorflow as tf
 
 from tfssl import losses
+from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import METHODS, global_mean
 from tfssl.methods.simclr import SimCLR
+from tfssl.preprocess import randaugment
 
 STRATEGIES = ("attraction", "elimination")
 
@@ -35,7 +37,10 @@ class FNC(SimCLR):
     # google-research/fnc run.py defaults.
     return dict(super().default_config(), support_size=8, fn_topk=10, fn_threshold=0.7,
                 fn_strategy="attraction", learning_rate=0.1, lr_scaling="sqrt",
-                weight_decay=1e-4)
+                weight_decay=1e-4,
+                # RandAugment on every view, between the colour jitter and the grayscale;
+                # run.py's flag, with data_util.py's hard-coded 2 layers at magnitude 7.
+                use_randaugment=True, randaugment_layers=2, randaugment_magnitude=7)
 
   @classmethod
   def check_config(cls, config, image_size):
@@ -46,10 +51,21 @@ class FNC(SimCLR):
     if config.support_size < 0 or config.fn_topk < 0:
       raise UserError(f"support_size={config.support_size} and fn_topk={config.fn_topk} "
                       "must be >= 0.")
+    randaugment.check_settings(config.randaugment_layers, config.randaugment_magnitude)
 
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)
     self.num_views = 2 + config.support_size
+
+  def view(self, image, seed):
+    if not self.config.use_randaugment:
+      return super().view(image, seed)
+    return pp.simclr_train(image, seed, self.image_size,
+                           strength=self.config.color_jitter_strength,
+                           blur=self.config.use_blur,
+                           area_range=(self.config.crop_area_min, 1.0),
+                           randaugment_layers=self.config.randaugment_layers,
+                           randaugment_magnitude=self.config.randaugment_magnitude)
 
   def false_negatives(self, embeddings, all_embeddings, offset):
     config = self.config

@@ -213,12 +213,17 @@ def _equalize_channel(levels):
   return tf.cond(step > 0, equalized, lambda: levels)
 
 
+def equalize_levels(levels):
+  """PIL's histogram equalisation of each channel of int32 [H, W, 3] levels 0..255."""
+  channels = tf.reshape(tf.transpose(tf.reshape(levels, [-1, 3])), [3, -1])
+  equalized = tf.stack([_equalize_channel(channels[c]) for c in range(3)], axis=1)
+  return tf.reshape(equalized, tf.shape(levels))
+
+
 def equalize(image):
   """Histogram equalisation per channel, on 8-bit levels as PIL does it."""
   levels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.int32)
-  channels = tf.reshape(tf.transpose(tf.reshape(levels, [-1, 3])), [3, -1])
-  equalized = tf.stack([_equalize_channel(channels[c]) for c in range(3)], axis=1)
-  return tf.reshape(tf.cast(equalized, tf.float32) / 255.0, tf.shape(image))
+  return tf.cast(equalize_levels(levels), tf.float32) / 255.0
 
 
 @PREPROCESS.register("random_equalize")

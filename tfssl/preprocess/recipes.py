@@ -6,6 +6,7 @@ from tfssl.preprocess.ops import PREPROCESS, inception_crop, random_flip, split_
 from tfssl.preprocess.photometric import color_distortion, color_jitter, gaussian_blur
 from tfssl.preprocess.photometric import inception_color, random_equalize, random_grayscale
 from tfssl.preprocess.photometric import random_solarize, solarize
+from tfssl.preprocess.randaugment import randaugment
 
 
 @PREPROCESS.register("supervised_train")
@@ -19,15 +20,23 @@ def supervised_train(image, seed, size, area_range=(0.08, 1.0), sampler="slim"):
 
 @PREPROCESS.register("simclr_train")
 def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0),
-                 sampler="slim"):
+                 sampler="slim", randaugment_layers=0, randaugment_magnitude=7):
   """One SimCLR view: inception crop, flip, colour distortion, blur (p 0.5).
 
   SimCLR blurs in the batched model input; per view here, with the same distribution.
-  CIFAR recipes pass blur=False and strength=0.5.
+  CIFAR recipes pass blur=False and strength=0.5. With randaugment_layers > 0, FNC's
+  view: RandAugment between the colour jitter and the grayscale (data_util.py's
+  preprocess_for_train_instance_randaugment).
   """
   crop_seed, color_seed, blur_seed = split_seed(seed, 3)
   image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
-  image = color_distortion(image, color_seed, strength=strength)
+  if randaugment_layers:
+    color_seed, augment_seed, gray_seed = split_seed(color_seed, 3)
+    image = color_distortion(image, color_seed, strength=strength, p_grayscale=0.0)
+    image = randaugment(image, augment_seed, randaugment_layers, randaugment_magnitude)
+    image = random_grayscale(image, gray_seed, 0.2)
+  else:
+    image = color_distortion(image, color_seed, strength=strength)
   if blur:
     image = gaussian_blur(image, blur_seed)
   return image
