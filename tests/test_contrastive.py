@@ -17,7 +17,7 @@ from tfssl.errors import UserError
 
 # Contrastive steps on 32-image batches want a smaller step than the supervised tiny config.
 CONTRASTIVE = ["learning_rate=0.01", "sync_bn=false"]
-FNC = ["support_size=2", "fn_topk=3", "fn_threshold=0.5"]
+FNC = ["support_size=2", "fn_topk=3", "fn_threshold=0.5", "memory_multiplier=0"]
 
 
 def _normalized(rng, *shape):
@@ -128,7 +128,8 @@ def test_fnc_loss_on_two_replicas_equals_one_replica_on_the_global_batch(strateg
 
 def test_contrastive_top1_counts_only_views_of_the_same_image():
   def method(*overrides):
-    config = tiny_config("fnc", *CONTRASTIVE, "support_size=0", "fn_threshold=0.5", *overrides)
+    config = tiny_config("fnc", *CONTRASTIVE, "support_size=0", "fn_threshold=0.5",
+                         "memory_multiplier=0", *overrides)
     return experiment.resolve(config).new_method()
 
   rng = np.random.default_rng(3)
@@ -136,16 +137,19 @@ def test_contrastive_top1_counts_only_views_of_the_same_image():
   # second view for the top candidate. Attracting the twin must not make it a hit.
   twins = np.repeat(_normalized(rng, 16, 8), 2, axis=0)
   views = tf.constant(np.stack([twins, twins]))
-  _, attracted = method("fn_topk=1").contrastive_loss(views)
-  _, plain = method("fn_topk=0").contrastive_loss(views)
+  _, attracted = method("fn_topk=1").contrastive_loss(views, views, training=True)
+  _, plain = method("fn_topk=0").contrastive_loss(views, views, training=True)
   np.testing.assert_allclose(float(attracted["false_negatives_per_image"]), 1.0)
   assert float(attracted["contrastive_top1"]) == float(plain["contrastive_top1"]) < 1.0
   distinct = tf.constant(np.stack([_normalized(rng, 32, 8)] * 2))
   np.testing.assert_allclose(
-      float(method("fn_topk=0").contrastive_loss(distinct)[1]["contrastive_top1"]), 1.0)
+      float(method("fn_topk=0").contrastive_loss(distinct, distinct, True)[1]["contrastive_top1"]),
+      1.0)
   # Second views unrelated to the first: the top candidate is rarely the own image.
   unrelated = tf.constant(np.stack([_normalized(rng, 32, 8), _normalized(rng, 32, 8)]))
-  assert float(method("fn_topk=0").contrastive_loss(unrelated)[1]["contrastive_top1"]) < 0.5
+  unrelated_top1 = method("fn_topk=0").contrastive_loss(unrelated, unrelated, True)[1][
+      "contrastive_top1"]
+  assert float(unrelated_top1) < 0.5
 
 
 def _fnc_case():

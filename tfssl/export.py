@@ -32,8 +32,9 @@ class HubModule(tf.Module):
   def __init__(self, method):
     super().__init__(name="tfssl_module")
     self._method = method
-    setattr(self, TRACKABLES_ATTRIBUTE, dict(method.trackables()))
-    self.variables = list(method.variables)
+    trackables = dict(method.exported_trackables())
+    setattr(self, TRACKABLES_ATTRIBUTE, trackables)
+    self.variables = [v for trackable in trackables.values() for v in trackable.variables]
     self.trainable_variables = list(method.exported_trainable_variables())
     self.regularization_losses = []
     self.__call__ = tf.function(self._represent)

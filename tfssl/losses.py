@@ -103,41 +103,56 @@ def kl_divergence_from_logits(p_logits, q_logits):
 _MASKED_LOGIT = -1e9
 
 
+def _candidates(all_views, older):
+  """([C, D] candidates: the view-major views of `all_views`, then `older` rows; [C] the
+  image of each, -1 for the older rows, which belong to no image of this batch)."""
+  num_views, _, dim = all_views.shape
+  candidates = tf.reshape(tf.cast(all_views, tf.float32), [-1, dim])
+  images = tf.tile(tf.range(tf.shape(all_views)[1]), [num_views])
+  if older is None:
+    return candidates, images
+  older = tf.cast(older, tf.float32)
+  return (tf.concat([candidates, older], 0),
+          tf.concat([images, -tf.ones([tf.shape(older)[0]], tf.int32)], 0))
+
+
 def multi_view_nt_xent(views, temperature, all_views=None, offset=0, attracted=None,
-                       eliminated=None):
+                       eliminated=None, older=None):
   """SimCLR's NT-Xent over V views per image, with FNC's false-negative handling.
 
   Every view is an anchor; its candidates are every view of every image in `all_views`
-  except itself; its positives are the other views of its image. A per-anchor loss is
-  -mean over positives p of log softmax(logits)[p] (with V=2 and nothing attracted or
-  eliminated: SimCLR's loss_a / loss_b terms).
+  except itself (and the `older` rows); its positives are the other views of its image.
+  A per-anchor loss is -mean over positives p of log softmax(logits)[p] (with V=2 and
+  nothing attracted or eliminated: SimCLR's loss_a / loss_b terms).
 
   Args:
     views: [V, n, D] L2-normalised embeddings of this replica's n images.
     temperature: softmax temperature.
-    all_views: [V, N, D] every replica's views (default: `views`).
+    all_views: [V, N, D] every replica's views (default: `views`); with FNC's memory bank,
+      the momentum encoder's embeddings of them, "itself" being an anchor's own view there.
     offset: index in `all_views` of this replica's first image.
-    attracted: optional [n, V*N] bool over the view-major candidates: extra positives of
-      every view of an image (FNC attraction; they stay in the denominator).
-    eliminated: optional [n, V*N] bool: candidates left out of the denominator (FNC
+    attracted: optional [n, C] bool over the candidates: extra positives of every view of
+      an image (FNC attraction; they stay in the denominator).
+    eliminated: optional [n, C] bool: candidates left out of the denominator (FNC
       elimination).
+    older: optional [R, D] L2-normalised candidates after the views (FNC's memory bank
+      rows from earlier steps): negatives of every anchor.
 
   Returns:
-    (per-anchor loss [V*n], logits [V*n, V*N] with excluded entries masked, positives
-    mask [V*n, V*N]); anchors and candidates are view-major.
+    (per-anchor loss [V*n], logits [V*n, C] with excluded entries masked, positives mask
+    [V*n, C]), C = V*N (+ R): anchors and candidates are view-major, `older` last.
   """
   num_views, n, dim = views.shape
   if all_views is None:
     all_views = views
   total = tf.shape(all_views)[1]
   anchors = tf.reshape(tf.cast(views, tf.float32), [num_views * n, dim])
-  candidates = tf.reshape(tf.cast(all_views, tf.float32), [-1, dim])
+  candidates, candidate_images = _candidates(all_views, older)
   image_ids = tf.range(n) + offset
   anchor_images = tf.tile(image_ids, [num_views])
   anchor_index = tf.reshape(tf.range(num_views)[:, None] * total + image_ids[None, :], [-1])
-  candidate_images = tf.tile(tf.range(total), [num_views])
   same_image = tf.equal(anchor_images[:, None], candidate_images[None, :])
-  is_self = tf.equal(anchor_index[:, None], tf.range(num_views * total)[None, :])
+  is_self = tf.equal(anchor_index[:, None], tf.range(tf.shape(candidates)[0])[None, :])
   positives = tf.logical_and(same_image, tf.logical_not(is_self))
   excluded = is_self
   if attracted is not None:
@@ -152,30 +167,30 @@ def multi_view_nt_xent(views, temperature, all_views=None, offset=0, attracted=N
   return per_anchor, logits, positives
 
 
-def top_false_negatives(views, all_views, offset, top_k, threshold):
+def top_false_negatives(views, all_views, offset, top_k, threshold, older=None):
   """FNC's candidate false negatives of each image.
 
-  A candidate (a view of another image) scores the largest cosine similarity between it
-  and any of the image's views; an image's false negatives are its `top_k` highest-scoring
-  candidates whose score also exceeds `threshold`. Its own views are never candidates.
+  A candidate (a view of another image, or an `older` row) scores the largest cosine
+  similarity between it and any of the image's views; an image's false negatives are its
+  `top_k` highest-scoring candidates whose score also exceeds `threshold`. Its own views
+  are never candidates.
 
   Args:
     views: [V, n, D] L2-normalised views (main and support) of this replica's n images.
     all_views: [V, N, D] every replica's views; offset: this replica's first image in them.
+    older: optional [R, D] further candidates (FNC's memory bank rows of earlier steps).
 
   Returns:
-    [n, V*N] bool over the view-major candidates of `multi_view_nt_xent`.
+    [n, C] bool over the candidates of `multi_view_nt_xent` (C = V*N (+ R)).
   """
   views = tf.stop_gradient(tf.cast(views, tf.float32))
-  candidates = tf.reshape(tf.stop_gradient(tf.cast(all_views, tf.float32)),
-                          [-1, views.shape[-1]])
-  num_views, n, _ = views.shape
-  total = tf.shape(all_views)[1]
+  candidates, candidate_images = _candidates(tf.stop_gradient(all_views), (
+      None if older is None else tf.stop_gradient(older)))
+  n = views.shape[1]
   scores = tf.reduce_max(tf.einsum("vnd,cd->vnc", views, candidates), axis=0)
-  candidate_images = tf.tile(tf.range(total), [num_views])
   own = tf.equal((tf.range(n) + offset)[:, None], candidate_images[None, :])
   scores = tf.where(own, _MASKED_LOGIT, scores)
-  k = min(top_k, num_views * all_views.shape[1])
+  k = min(top_k, candidates.shape[0])
   top = tf.math.top_k(scores, k=k).indices
   # Scattered rather than one-hot: an [n, k, V*N] one-hot of the indices would be large.
   rows = tf.repeat(tf.range(n), k)

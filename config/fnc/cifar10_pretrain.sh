@@ -38,7 +38,7 @@ PRETRAIN_RUN=(--method=fnc --model=resnet18_v1 --dataset=cifar10 --labels=all
               --config.batch_size=512 --config.eval_batch_size=512 --config.sync_bn=true
               --config.temperature=0.5 --config.num_proj_layers=3 --config.proj_out_dim=128
               --config.support_size=8 --config.fn_topk=10 --config.fn_threshold=0.7
-              --config.use_randaugment=false
+              --config.use_randaugment=false --config.memory_multiplier=0
               --config.fn_strategy=attraction
               --config.ft_proj_selector=0 --config.online_linear_head=true
               --config.color_jitter_strength=0.5 --config.use_blur=false

@@ -14,8 +14,8 @@
 # 0.16, no warmup, cosine to 0, 30 epochs of the labelled images (about 3,750 steps), no weight
 # decay. Then `--run_eval` gives top-1/top-5 on the official validation set.
 # TPU: v3-8 or larger (batch 1024; the README names no size).
-# Published (FNC README): 71.1% top-1 / 90.2% top-5, from a pretraining with a momentum memory
-# bank that tfssl lacks yet (see config/fnc/imagenet_pretrain.sh): expect less.
+# Published (FNC README): 71.1% top-1 / 90.2% top-5, from the released pretraining (momentum
+# memory bank and RandAugment: config/fnc/imagenet_pretrain.sh as it is).
 #
 # Usage: PRETRAIN=gs://BUCKET/fnc_pretrain bash config/fnc/imagenet_finetune_10pct.sh \
 #            --workdir=gs://BUCKET/fnc_ft10pct --dataset_dir=gs://BUCKET/imagenet --tpu=NAME

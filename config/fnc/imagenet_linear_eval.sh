@@ -12,8 +12,8 @@
 # no warmup, cosine to 0, 90 epochs (about 113k steps), no weight decay. Then `--run_eval`
 # gives top-1/top-5 on the official validation set (centre crop, 87.5%).
 # TPU: v3-8 or larger (batch 1024; the README names no size).
-# Published (FNC README): 74.4% top-1 / 91.8% top-5, from a pretraining with a momentum
-# memory bank that tfssl lacks yet (see config/fnc/imagenet_pretrain.sh): expect less.
+# Published (FNC README): 74.4% top-1 / 91.8% top-5, from the released pretraining (momentum
+# memory bank and RandAugment: config/fnc/imagenet_pretrain.sh as it is).
 #
 # Usage: PRETRAIN=gs://BUCKET/fnc_pretrain bash config/fnc/imagenet_linear_eval.sh \
 #            --workdir=gs://BUCKET/fnc_linear --dataset_dir=gs://BUCKET/imagenet --tpu=NAME

@@ -21,16 +21,23 @@
 # backbone output learns the labels at the same time; the `--run_eval` pass at the end
 # reports its top-1/top-5 (a quick check, not config/fnc/imagenet_linear_eval.sh).
 #
-# Not as published: the released code's default, with which the published numbers below
-# were obtained, also adds a memory bank of 16 x the batch (65,536) projections from a
-# momentum encoder (memory_multiplier 16, EMA decay 0.999). tfssl does not implement it
-# yet: this is the released code's in-batch path (memory_multiplier=0), so expect lower
-# numbers.
+# Memory bank, as the released code's default (run.py), with which the published numbers
+# below were obtained: a momentum encoder (a second ResNet-50 and head, moved after every
+# update to 0.999 x itself + 0.001 x the online network; its own random start and
+# batch-statistics batch norm, as the original) embeds all 10 views, and a bank of the last
+# 16 x 4096 = 65,536 of its normalised projections (the step's 40,960 in front, then the
+# first 24,576 of the step before: model.py's FIFO) gives every online view its
+# candidates, positives and false negatives; the online network is what is evaluated and
+# exported. One flag away, the in-batch variant (the released code's memory_multiplier=0,
+# and --config.use_randaugment=false for SimCLR's views): --config.memory_multiplier=0; FNC
+# publishes no number for it.
 # Published (FNC README, ImageNet validation set, ResNet-50), top-1 / top-5: fine-tune on 1%
 # of labels 63.7 / 85.3, on 10% 71.1 / 90.2, linear evaluation 74.4 / 91.8 (supervised
 # 76.5 / 93.3).
 # TPU: the README trains on Cloud TPUs without naming a size; with 10 views per image a step
-# costs about 5x SimCLR's at the same batch (which needs at least a v3-32).
+# costs about 5x SimCLR's at the same batch (which needs at least a v3-32), and the momentum
+# encoder's forward pass adds about a third of that (no backward pass); the bank is 32 MB
+# on every core.
 # Next: config/fnc/imagenet_linear_eval.sh, imagenet_finetune_1pct.sh and
 # imagenet_finetune_10pct.sh, with PRETRAIN=this run's workdir.
 #
@@ -43,6 +50,7 @@ RUN=(--method=fnc --model=resnet50_v1 --dataset=imagenet --labels=all
      --config.temperature=0.1 --config.num_proj_layers=3 --config.proj_out_dim=128
      --config.support_size=8 --config.fn_topk=10 --config.fn_threshold=0.7
      --config.use_randaugment=true --config.randaugment_layers=2 --config.randaugment_magnitude=7
+     --config.memory_multiplier=16 --config.moving_average_decay=0.999
      --config.fn_strategy=attraction
      --config.ft_proj_selector=0 --config.online_linear_head=true
      --config.color_jitter_strength=1.0 --config.use_blur=true --config.crop_area_min=0.08

@@ -76,6 +76,13 @@ def replica_index():
   return context.replica_id_in_sync_group if context is not None else 0
 
 
+def moving_average_update(pairs, decay):
+  """average <- decay * average + (1 - decay) * value for each (average, value) pair of
+  variables (EMA teachers and momentum encoders)."""
+  return tf.group([average.assign(decay * average + (1.0 - decay) * value)
+                   for average, value in pairs])
+
+
 def views_major(views):
   """[n, V, ...] views of n images -> [V * n, ...]: all first views, then all second views..."""
   perm = [1, 0] + list(range(2, views.shape.rank))
@@ -179,6 +186,11 @@ class Method:
     """The trackables `--init_from` loads from another run whose checkpoint holds the
     trackables named `saved` (default: all this method has)."""
     del saved
+    return self.trackables()
+
+  def exported_trackables(self):
+    """The trackables an exported module holds: all but training-only state (FNC's
+    momentum encoder and memory bank)."""
     return self.trackables()
 
   @property

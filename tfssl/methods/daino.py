@@ -36,7 +36,8 @@ from tfssl import optim
 from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.models import vit
-from tfssl.methods.base import METHODS, cross_replica_sum, num_replicas, views_major
+from tfssl.methods.base import METHODS, cross_replica_sum, moving_average_update, num_replicas
+from tfssl.methods.base import views_major
 from tfssl.methods.multicrop import CROP_SAMPLER, NUM_GLOBAL_VIEWS, LabelFree
 from tfssl.methods.multicrop import MultiCropSemiSupervised
 from tfssl.methods.multicrop import local_crop_size
@@ -274,8 +275,7 @@ class Daino(MultiCropSemiSupervised):
 
   def update_teacher(self, momentum):
     """teacher <- momentum * teacher + (1 - momentum) * student."""
-    return tf.group([t.assign(momentum * t + (1.0 - momentum) * s)
-                     for t, s in self._trainable_pairs()])
+    return moving_average_update(self._trainable_pairs(), momentum)
 
   def after_initialize(self):
     """`--init_from` loaded the student; the teacher starts as its copy (main_daino.py)."""

@@ -219,7 +219,8 @@ class SimCLR(Method):
     _, hiddens = self.hiddens(images, training)
     embeddings = tf.math.l2_normalize(tf.cast(hiddens[-1], tf.float32), axis=-1)
     embeddings = tf.reshape(embeddings, [num_views, batch_size, -1])
-    loss, metrics = self.contrastive_loss(embeddings)
+    keys = self.contrastive_keys(images, embeddings, training)
+    loss, metrics = self.contrastive_loss(embeddings, keys, training)
     if self.config.online_linear_head:
       # The main views only: FNC's support views are extra crops of the same images.
       main = hiddens[self.config.ft_proj_selector][:2 * batch_size]
@@ -233,29 +234,42 @@ class SimCLR(Method):
                      online_top1=global_mean(top_k_correct(logits, labels, 1), count))
     return loss, metrics
 
-  def contrastive_loss(self, embeddings):
+  def contrastive_keys(self, images, embeddings, training):
+    """[V, n, D] the candidates' embeddings of this replica's views: the anchors' own
+    (FNC's memory bank: its momentum encoder's)."""
+    del images, training
+    return embeddings
+
+  def older_candidates(self, all_keys, training):
+    """[R, D] candidates besides the step's views (FNC's memory bank), or None."""
+    del all_keys, training
+    return None
+
+  def contrastive_loss(self, embeddings, keys, training):
     """(loss share, metrics) of NT-Xent over all views of this replica's images."""
-    all_embeddings, offset = cross_replica_concat_views(embeddings)
-    masks, metrics = self.false_negatives(embeddings, all_embeddings, offset)
+    all_keys, offset = cross_replica_concat_views(keys)
+    older = self.older_candidates(all_keys, training)
+    masks, metrics = self.false_negatives(keys, all_keys, offset, older)
     per_anchor, logits, _ = losses.multi_view_nt_xent(
-        embeddings, self.config.temperature, all_embeddings, offset, **masks)
+        embeddings, self.config.temperature, all_keys, offset, older=older, **masks)
     num_views = embeddings.shape[0]
     # SimCLR sums its two directions' means (loss_a + loss_b); FNC scales V views' to match.
     loss = global_mean(per_anchor, self.config.batch_size) * 2.0 / num_views
     # Hit: the top candidate is another view of the anchor's own image, not an attracted
     # false negative (columns and rows are view-major: images repeat every N columns and
-    # every n rows).
-    batch_size = embeddings.shape[1]
-    top_image = tf.argmax(logits, axis=-1, output_type=tf.int32) % all_embeddings.shape[1]
+    # every n rows; older candidates come after the views).
+    batch_size, total = embeddings.shape[1], all_keys.shape[1]
+    top = tf.argmax(logits, axis=-1, output_type=tf.int32)
     anchor_image = tf.tile(tf.range(batch_size), [num_views]) + offset
-    top_is_positive = tf.equal(top_image, anchor_image)
+    top_is_positive = tf.logical_and(top < num_views * total,
+                                     tf.equal(top % total, anchor_image))
     return loss, dict(
         metrics, contrastive_loss=loss,
         contrastive_top1=global_mean(top_is_positive, self.config.batch_size * num_views))
 
-  def false_negatives(self, embeddings, all_embeddings, offset):
+  def false_negatives(self, keys, all_keys, offset, older):
     """({"attracted" or "eliminated": mask} for `multi_view_nt_xent`, metrics): none here."""
-    del embeddings, all_embeddings, offset
+    del keys, all_keys, offset, older
     return {}, {}
 
   def finetune_loss(self, batch, training):
