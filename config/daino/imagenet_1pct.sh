@@ -67,7 +67,8 @@
 # (mixup_unlab false; the README: not fully implemented), and stochastic depth is not
 # missing: train_*perc.sh set drop_path_rate 0.1, but main_daino.py validates before
 # training (model.eval()) and never returns the student to training mode, so it is never
-# active (RECIPES.md section 7); drop_path_rate 0 below is the recipe's effective value.
+# active (main_daino.py: validate() before the loop calls model.eval(); no .train()
+# anywhere in daino/); drop_path_rate 0 below is the recipe's effective value.
 # The recipe trains in float32 (use_fp16 false), as here. The prototype magnitudes are
 # weight-decayed, as DINO's get_params_groups does (torch's weight_g is [1000, 1], not 1-d).
 # Hardware: the original ran on 2 nodes x 8 GPUs for its global 512 labelled + 1024

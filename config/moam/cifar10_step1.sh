@@ -9,7 +9,8 @@
 # 0.4 x rotation CE + 0.3 x class CE + 0.3 x VAT KL + 0.3 x entropy (VAT and entropy on the
 # rotated unlabelled images), VAT epsilon 4.57 = S4L's 32 x 32/224 (S4L's epsilon is an L2
 # norm over all pixels of a 224 image: the same per-pixel size on 32x32), 1 power
-# iteration, xi 1e-6; lr 0.03 with no batch scaling, L2 weight decay 5e-4, crops of at least
+# iteration, xi 1e-2 (S4L: 1e-6, see below); lr 0.03 with no batch scaling, L2 weight
+# decay 5e-4, crops of at least
 # 25% of the image + flip; MOAM's ImageNet schedule with every epoch count x8: epochs count
 # labelled images (62 steps each), 80 warmup epochs, x0.1 at 800/1200/1520, 1600 epochs
 # (99k steps); Polyak averaging with a half-life of 8 epochs (ImageNet's 1, x8: the same

@@ -8,7 +8,8 @@
 # 0/90/180/270 degrees; loss = 0.4 x rotation CE (mean of unlabelled and labelled) + 0.3 x
 # class CE on the 4 rotations of the labelled images + 0.3 x VAT KL + 0.3 x entropy, VAT
 # and entropy on the rotated unlabelled images (the config sets apply_vat_to_labeled, which
-# rotation_vat ignores), VAT epsilon 32 on the [-1, 1] pixels, 1 power iteration, xi 1e-6;
+# rotation_vat ignores), VAT epsilon 32 on the [-1, 1] pixels, 1 power iteration, xi 1e-2
+# (S4L: 1e-6, see below);
 # inception crop (area 0.05-1) 224 + flip; SGD momentum 0.9, lr 0.2 per 256 (0.1 at batch
 # 128), 10 warmup epochs, x0.1 at epochs 100/150/190, 200 epochs (epochs count labelled
 # images: about 200k steps), L2 weight decay 2e-4; evaluation and export use the Polyak

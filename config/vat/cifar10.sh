@@ -5,8 +5,8 @@
 # numbers and no CIFAR config.
 #
 # Recipe: batch 64 labelled + 64 unlabelled images; loss = CE + 0.5 x VAT KL on labelled and
-# unlabelled images, 1 power iteration, xi 1e-6, no entropy term; epsilon 5.71 = S4L's 40
-# x 32/224: S4L's epsilon is an L2 norm over all pixels of a 224 image, so a 32x32 image
+# unlabelled images, 1 power iteration, xi 1e-2 (S4L: 1e-6, see below), no entropy term;
+# epsilon 5.71 = S4L's 40 x 32/224: S4L's epsilon is an L2 norm over all pixels of a 224 image, so a 32x32 image
 # gets the same per-pixel size with epsilon x 32/224 (Miyato et al.'s CIFAR-10 value, 6.0,
 # is in ZCA-whitened units, so not directly comparable); lr 0.03 with no
 # batch scaling, L2 weight decay 5e-4, crops of at least 25% of the image + flip, S4L's

@@ -6,7 +6,8 @@
 # images and 256 images of all of train (unsup_batch_mult 1); loss = CE on the labelled
 # images + 0.5 x KL(p(x + r_adv) || p(x)) on labelled and unlabelled images
 # (apply_vat_to_labeled), r_adv of L2 norm 40 on the [-1, 1] pixels of a 224 image, found
-# by 1 power iteration with finite-difference step 1e-6; no entropy term (entmin_factor 0);
+# by 1 power iteration with finite-difference step 1e-2 (S4L: 1e-6, see below); no entropy
+# term (entmin_factor 0);
 # inception crop (area 0.05-1) 224 + flip; SGD momentum 0.9, lr 0.03 with no batch
 # scaling, 5 warmup epochs, x0.1 at epochs 140/160/180, 200 epochs (epochs count labelled
 # images: about 100k steps), L2 weight decay 1e-3.

@@ -3,7 +3,8 @@
 # (Zhai et al. 2019; google-research/s4l config/vat_entmin.sh).
 #
 # Recipe: exactly config/vat/imagenet_10pct.sh (ResNet-50 v2 width 1, batch 256 labelled +
-# 256 unlabelled, VAT weight 0.5, epsilon 40 on [-1, 1] pixels, 1 power iteration, xi 1e-6,
+# 256 unlabelled, VAT weight 0.5, epsilon 40 on [-1, 1] pixels, 1 power iteration, xi 1e-2
+# (S4L: 1e-6, see below),
 # on labelled and unlabelled images, lr 0.03 unscaled, 5 warmup epochs, x0.1 at 140/160/180,
 # 200 epochs of the labelled images, L2 weight decay 1e-3) plus 1.0 x the entropy of the
 # class prediction on labelled and unlabelled images (entmin_factor 1.0).
