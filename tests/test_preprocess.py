@@ -496,3 +496,14 @@ def test_parse_builds_a_pipeline_and_rejects_unknown_ops():
   with pytest.raises(UserError, match="literals"):
     pp.parse("resize(size)")
 
+
+
+def test_supervised_hsv_noise_adds_s4ls_noise_to_the_same_crop_and_flip():
+  features = {"image": tf.constant(_image()), "label": tf.constant(3)}
+  plain = methods.get_method("supervised")(tiny_config("supervised"), 10, 16)
+  noisy = methods.get_method("supervised")(tiny_config("supervised", "hsv_noise=true"), 10, 16)
+  crop = plain.train_preprocess(features, SEED)["image"]
+  out = noisy.train_preprocess(features, SEED)["image"]
+  expected = pp.hsv_noise(crop, tf.random.experimental.stateless_split(SEED, 3)[2])
+  np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-6)
+  assert float(tf.reduce_max(tf.abs(out - crop))) > 0.01

@@ -4,8 +4,10 @@
 #
 # Recipe: ResNet-50 v2, batch 256 labelled images, SGD momentum 0.9, lr 0.01 per 256,
 # 5 warmup epochs, x0.1 at epochs 700/800/900, 1000 epochs of the labelled images,
-# L2 weight decay 1e-2 (strong: the set is tiny), inception crop 224 + flip, dataset cached.
-# (S4L also adds HSV noise to the labelled images; we use flip + crop only.)
+# L2 weight decay 1e-2 (strong: the set is tiny), inception crop (area 0.05-1, TF's
+# default, which S4L's inception_crop uses) 224 + flip + S4L's HSV noise (`hsvnoise` of its
+# preprocessing string: hue shifted by U(-0.1, 0.1), saturation and value each
+# 2^U(-0.5, 0.5) x s^(2^U(-2, 2)) + U(-0.1, 0.1)), dataset cached.
 # Batch norm as the original's tf.layers defaults: momentum 0.99, epsilon 1e-3.
 # TPU: v3-8. Paper: 48.43% top-5; S4L repo reproduction: 25.09% top-1 / 48.31% top-5.
 # Note: --labels=1pct is TFDS's imagenet2012_subset list (12,811 images); S4L's own list
@@ -21,5 +23,6 @@ python -m tfssl.trainer \
   --config.warmup_epochs=5 --config.lr_schedule=piecewise --config.decay_epochs=700,800,900 \
   --config.train_epochs=1000 --config.weight_decay=1e-2 --config.weight_decay_mode=l2 \
   --config.bn_momentum=0.99 --config.bn_epsilon=1e-3 \
+  --config.crop_area_min=0.05 --config.hsv_noise=true \
   --config.cache_dataset=true --config.steps_per_loop=50 --config.checkpoint_every_steps=5000 \
   "$@"
