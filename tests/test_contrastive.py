@@ -347,3 +347,22 @@ def test_fnc_views_take_randaugment_between_jitter_and_grayscale_as_released(mon
     assert views.shape[0] == 4 and calls == expected
   assert experiment.resolve(tiny_config("fnc")).config.use_randaugment
   assert not experiment.resolve(tiny_config("simclr")).config.get("use_randaugment")
+
+
+def test_simclr_starts_residual_blocks_at_zero_gamma_and_crops_bicubically(monkeypatch):
+  method = experiment.resolve(tiny_config("simclr", model="resnet10_v1")).new_method()
+  method.build()
+  last_bns = [w for w in method.backbone.weights if w.path.endswith("_bn2/gamma")]
+  assert last_bns and all(not np.any(w.numpy()) for w in last_bns)
+  off = experiment.resolve(tiny_config("simclr", "zero_init_residual=false",
+                                       model="resnet10_v1")).new_method()
+  off.build()
+  assert all(np.all(w.numpy() == 1) for w in off.backbone.weights if w.path.endswith("_bn2/gamma"))
+  from tfssl.preprocess import recipes  # pylint: disable=import-outside-toplevel
+  methods_used = []
+  crop = recipes.supervised_train
+  monkeypatch.setattr(recipes, "supervised_train", lambda *a, **k: methods_used.append(
+      k["resize_method"]) or crop(*a, **k))
+  features = {"image": tf.random.stateless_uniform([20, 20, 3], [1, 2]), "label": tf.constant(0)}
+  method.train_preprocess(features, tf.constant([1, 2], tf.int64))
+  assert methods_used == ["bicubic", "bicubic"]

@@ -145,6 +145,24 @@ def test_inception_crop_from_jpeg_matches_decoded_path(sampler):
                              pp.resize_center_crop(decoded, 24), atol=0.03)
 
 
+def test_inception_crop_resizes_bicubically_as_simclr_when_asked():
+  image = tf.constant(_image())
+  window = tf.image.convert_image_dtype(image[5:35, 8:44], tf.float32)
+  for method in pp.RESIZE_METHODS:
+    out = pp.inception_crop(image, SEED, 24, sampler="slim", resize_method=method)
+    assert out.shape == (24, 24, 3) and float(tf.reduce_min(out)) >= 0
+    assert float(tf.reduce_max(out)) <= 1
+  bicubic = pp.inception_crop(image, SEED, 24, resize_method="bicubic")
+  bilinear = pp.inception_crop(image, SEED, 24)
+  assert 0 < float(tf.reduce_max(tf.abs(bicubic - bilinear))) < 0.2
+  # Same window, bicubic resize (no antialias), clipped.
+  expected = tf.clip_by_value(tf.image.resize(window, [24, 24], "bicubic"), 0, 1)
+  got = pp.ops._resize(window, 24, "bicubic")  # pylint: disable=protected-access
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+  with pytest.raises(UserError, match="Unknown resize method 'area'"):
+    pp.inception_crop(image, SEED, 24, resize_method="area")
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_inception_crop_falls_back_to_a_center_crop(sampler):
   # A square crop of the whole area cannot fit a 40x52 image: sampling fails.

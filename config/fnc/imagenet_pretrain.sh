@@ -3,7 +3,8 @@
 # "Boosting Contrastive Self-Supervised Learning with False Negative Cancellation", WACV
 # 2022, arXiv 2011.11765; google-research/fnc README, the pretraining command).
 #
-# Recipe: SimCLR's (config/simclr/imagenet_pretrain.sh) with 8 support views per image on
+# Recipe: SimCLR's (config/simclr/imagenet_pretrain.sh: zero-gamma residual blocks,
+# bicubic crops) with 8 support views per image on
 # top of the two (support_size 8: 10 views at 224, all of them anchors, the other views of
 # the same image their positives). For each image, every candidate negative (a view of
 # another image) scores its largest cosine similarity to any of the image's views; the top

@@ -4,8 +4,10 @@
 # are Strong Semi-Supervised Learners"; google-research/simclr README, the ImageNet
 # pretraining command).
 #
-# Recipe: ResNet-50 v1 (width 1); every image becomes two views (inception crop, area
-# 0.08-1, at 224 + flip + colour jitter of strength 1.0 with p 0.8 + grayscale p 0.2 +
+# Recipe: ResNet-50 v1 (width 1), the last batch norm of every residual block starting at
+# gamma 0 (tf2/resnet.py's init_zero, the default zero_init_residual); every image becomes
+# two views (inception crop, area 0.08-1, resized bicubically to 224 as tf2/data_util.py
+# does, the default crop_resize_method + flip + colour jitter of strength 1.0 with p 0.8 + grayscale p 0.2 +
 # Gaussian blur p 0.5), one backbone pass over both; a 3-layer projection head (2048-2048-128,
 # batch norm in every layer); NT-Xent at temperature 0.1 whose negatives are the views of the
 # whole global batch; cross-replica batch norm (global_bn); batch 4096, LARS (momentum 0.9),

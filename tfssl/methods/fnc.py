@@ -179,6 +179,7 @@ class FNC(SimCLR):
                            strength=self.config.color_jitter_strength,
                            blur=self.config.use_blur,
                            area_range=(self.config.crop_area_min, 1.0),
+                           resize_method=self.config.crop_resize_method,
                            randaugment_layers=self.config.randaugment_layers,
                            randaugment_magnitude=self.config.randaugment_magnitude)
 

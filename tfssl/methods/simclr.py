@@ -110,6 +110,10 @@ class SimCLR(Method):
         "zero_init_logits_layer": True,  # finetune: a new, zero head (else the pretrained one)
         "color_jitter_strength": 1.0,
         "use_blur": True,
+        # tf2/data_util.py's crop_and_resize resizes bicubically; tf2/resnet.py starts the
+        # last batch norm of every residual block at gamma 0 (hard-coded init_zero).
+        "crop_resize_method": "bicubic",
+        "zero_init_residual": True,
         "batch_size": 512,
         "train_epochs": 100.0,
         "optimizer": "lars",
@@ -140,6 +144,9 @@ class SimCLR(Method):
                       "the whole network, or the last frozen block (4: the whole backbone).")
     if config.temperature <= 0:
       raise UserError(f"temperature={config.temperature} must be positive.")
+    if config.crop_resize_method not in pp.RESIZE_METHODS:
+      raise UserError(f"Unknown crop_resize_method '{config.crop_resize_method}'; choose one "
+                      f"of {', '.join(pp.RESIZE_METHODS)}.")
 
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)
@@ -147,6 +154,10 @@ class SimCLR(Method):
     self.gathers_across_replicas = not self.finetuning
 
   # --- models ---------------------------------------------------------------
+
+  def backbone_options(self):
+    # ResNets: zero last BN gamma (v1, SimCLR's) or last conv (pre-activation) per block.
+    return {"zero_init_residual": self.config.zero_init_residual}
 
   def build(self):
     super().build()
@@ -194,11 +205,15 @@ class SimCLR(Method):
     return pp.simclr_train(image, seed, self.image_size,
                            strength=self.config.color_jitter_strength,
                            blur=self.config.use_blur,
-                           area_range=(self.config.crop_area_min, 1.0))
+                           area_range=(self.config.crop_area_min, 1.0),
+                           resize_method=self.config.crop_resize_method)
 
   def train_preprocess(self, features, seed):
-    if self.finetuning:
-      return super().train_preprocess(features, seed)  # crop + flip
+    if self.finetuning:  # crop + flip
+      image = pp.supervised_train(features["image"], seed, self.image_size,
+                                  area_range=(self.config.crop_area_min, 1.0),
+                                  resize_method=self.config.crop_resize_method)
+      return {"image": image, "label": features["label"]}
     seeds = pp.split_seed(seed, self.num_views)
     views = tf.stack([self.view(features["image"], view_seed) for view_seed in seeds])
     return {"views": views, "label": features["label"]}

@@ -61,13 +61,22 @@ def decode_image(image):
   return to_float(_decode_pixels(image))
 
 
-def _resize(pixels, size):
-  """uint8 or float [h, w, 3] -> float32 [size, size, 3] in [0, 1], bilinear.
+RESIZE_METHODS = ("bilinear", "bicubic")
 
-  Bilinear without antialiasing interpolates convexly, so the result needs no clipping.
+
+def _resize(pixels, size, method="bilinear"):
+  """uint8 or float [h, w, 3] -> float32 [size, size, 3] in [0, 1], bilinear or bicubic
+  (SimCLR's crops), without antialiasing.
+
+  Bilinear interpolates convexly, so its result needs no clipping; bicubic overshoots and
+  is clipped to [0, 1] (SimCLR clips at the end of its view).
   (Converting before resizing is faster: TF's float resize kernel beats its uint8 one.)
   """
-  resized = tf.image.resize(to_float(pixels), [size, size], method="bilinear", antialias=False)
+  if method not in RESIZE_METHODS:
+    raise UserError(f"Unknown resize method '{method}'; choose one of {', '.join(RESIZE_METHODS)}.")
+  resized = tf.image.resize(to_float(pixels), [size, size], method=method, antialias=False)
+  if method != "bilinear":
+    resized = tf.clip_by_value(resized, 0.0, 1.0)
   resized.set_shape([size, size, 3])
   return resized
 
@@ -183,7 +192,7 @@ def _crop_pixels(image, window_fn):
 
 @PREPROCESS.register("inception_crop")
 def inception_crop(image, seed, size, area_range=(0.08, 1.0),
-                   aspect_ratio_range=(3 / 4, 4 / 3), sampler="slim"):
+                   aspect_ratio_range=(3 / 4, 4 / 3), sampler="slim", resize_method="bilinear"):
   """Random-resized crop (Szegedy et al.) to float32 [size, size, 3] in [0, 1].
 
   `sampler` picks the window as the original code did: "slim" (slim, SimCLR, S4L,
@@ -194,13 +203,14 @@ def inception_crop(image, seed, size, area_range=(0.08, 1.0),
 
   A JPEG string is decoded with decode_and_crop_jpeg, so only the crop is decoded; PNG
   strings and pixel tensors are decoded (if needed) and then cropped. The window is the
-  same for a JPEG and its decoded pixels.
+  same for a JPEG and its decoded pixels. `resize_method`: "bilinear", or "bicubic" as
+  SimCLR's crop_and_resize.
   """
   sample_window = crop_sampler(sampler)
   area_range = tuple(float(a) for a in area_range)
   aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
   window_fn = lambda shape: sample_window(shape, seed, area_range, aspect_ratio_range)
-  return _resize(_crop_pixels(image, window_fn), size)
+  return _resize(_crop_pixels(image, window_fn), size, resize_method)
 
 
 @PREPROCESS.register("resize")

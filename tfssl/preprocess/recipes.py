@@ -10,17 +10,20 @@ from tfssl.preprocess.randaugment import randaugment
 
 
 @PREPROCESS.register("supervised_train")
-def supervised_train(image, seed, size, area_range=(0.08, 1.0), sampler="slim"):
+def supervised_train(image, seed, size, area_range=(0.08, 1.0), sampler="slim",
+                     resize_method="bilinear"):
   """Inception crop + flip: the supervised / fine-tuning / linear-eval augmentation.
-  `sampler` ("slim" or "torchvision") is inception_crop's window sampler."""
+  `sampler` ("slim" or "torchvision") and `resize_method` are inception_crop's."""
   crop_seed, flip_seed = split_seed(seed, 2)
-  image = inception_crop(image, crop_seed, size, area_range=area_range, sampler=sampler)
+  image = inception_crop(image, crop_seed, size, area_range=area_range, sampler=sampler,
+                         resize_method=resize_method)
   return random_flip(image, flip_seed)
 
 
 @PREPROCESS.register("simclr_train")
 def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1.0),
-                 sampler="slim", randaugment_layers=0, randaugment_magnitude=7):
+                 sampler="slim", randaugment_layers=0, randaugment_magnitude=7,
+                 resize_method="bilinear"):
   """One SimCLR view: inception crop, flip, colour distortion, blur (p 0.5).
 
   SimCLR blurs in the batched model input; per view here, with the same distribution.
@@ -29,7 +32,8 @@ def simclr_train(image, seed, size, strength=1.0, blur=True, area_range=(0.08, 1
   preprocess_for_train_instance_randaugment).
   """
   crop_seed, color_seed, blur_seed = split_seed(seed, 3)
-  image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler)
+  image = supervised_train(image, crop_seed, size, area_range=area_range, sampler=sampler,
+                           resize_method=resize_method)
   if randaugment_layers:
     color_seed, augment_seed, gray_seed = split_seed(color_seed, 3)
     image = color_distortion(image, color_seed, strength=strength, p_grayscale=0.0)
