@@ -105,6 +105,43 @@ def test_permutation_set_is_deterministic_distinct_and_far_apart(tmp_path, monke
   np.testing.assert_array_equal(jigsaw._select_permutations(100, 9, 0), perms)  # recomputed
 
 
+def _noroozi_file(path, rows, header=None):
+  """A permutation set laid out as Revisiting's load_permutations reads it: struct '<ll'
+  (count, size), then count x size '<l', 1-based."""
+  import struct  # pylint: disable=import-outside-toplevel
+  count, size = header or (len(rows), len(rows[0]))
+  with open(path, "wb") as f:
+    f.write(struct.pack("<ll", count, size))
+    for row in rows:
+      f.write(struct.pack(f"<{len(row)}l", *row))
+  return str(path)
+
+
+def test_jigsaw_reads_noroozis_permutation_file(tmp_path):
+  rng = np.random.default_rng(0)
+  rows = [list(rng.permutation(9) + 1) for _ in range(10)]
+  path = _noroozi_file(tmp_path / "permutations_10_max.bin", rows)
+  np.testing.assert_array_equal(jigsaw.read_permutations_file(path), np.array(rows) - 1)
+  method = experiment.resolve(_config("jigsaw", f"permutations_file={path}")).new_method()
+  np.testing.assert_array_equal(method.permutations, np.array(rows) - 1)
+  assert method.num_task_classes == 10
+
+
+def test_bad_permutation_files_are_named(tmp_path):
+  rows = [list(np.arange(9) + 1) for _ in range(10)]
+  cases = {
+      "missing": (str(tmp_path / "nothing.bin"), "cannot be read"),
+      "header": (_noroozi_file(tmp_path / "a.bin", rows, header=(12, 9)), "says 12 x 9 in 368"),
+      "not a permutation": (_noroozi_file(tmp_path / "b.bin", rows[:9] + [[1] * 9]),
+                            r"row 9 is \[1, 1, 1"),
+      "count": (_noroozi_file(tmp_path / "c.bin", rows[:8]),
+                "holds 8 permutations, num_permutations=10: set num_permutations=8"),
+  }
+  for name, (path, message) in cases.items():
+    with pytest.raises(UserError, match=message):
+      experiment.resolve(_config("jigsaw", f"permutations_file={path}"))
+
+
 def test_relative_patch_location_pairs_are_the_eight_neighbours_of_the_centre():
   pairs = relative_patch_location.PAIRS
   assert pairs.shape == (8, 2) and set(pairs[:, 1]) == {4}

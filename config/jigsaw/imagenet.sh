@@ -7,8 +7,9 @@
 # 3x3 grid of 85-px cells, one 64-px patch at a random offset in each (jitter 21, so
 # neighbours are separated by a random gap), per-patch standardisation; 1000-d patch
 # embedding; the 9 patch embeddings concatenated in the order of one of 100 permutations (our
-# deterministic maximal-Hamming set; the repo downloaded Noroozi's), 8 distinct permutations
-# per image per step, 100-way classification; head fc 4096 -
+# deterministic maximal-Hamming set, offline; Revisiting's README downloads Noroozi's
+# permutations_100_max.bin from MehdiNoroozi/JigsawPuzzleSolver, which
+# --config.permutations_file=PATH reads), 8 distinct permutations per image per step, 100-way classification; head fc 4096 -
 # BN - ReLU - dropout 0.5 - fc with weight decay 5e-4; batch 128 images, SGD momentum 0.9,
 # lr 0.1 per 256 images (0.05), 5 warmup epochs, x0.1 at 15 and 25, 35 epochs, weight
 # decay 1e-4. The exported module takes whole images and averages each representation over

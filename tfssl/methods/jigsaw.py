@@ -3,7 +3,8 @@
 The nine patch embeddings of an image are concatenated in the order of a permutation
 taken from a fixed set; the head classifies which permutation of the set it was. The set
 is chosen greedily for large Hamming distances between its permutations (so the task
-is not decided by a patch or two), by our code, deterministically, and cached.
+is not decided by a patch or two), by our code, deterministically, and cached; or read
+from Noroozi's file, as Revisiting does (`permutations_file`).
 Each image is shown under `perm_subset_size` distinct permutations of the set per step.
 """
 
@@ -81,6 +82,35 @@ def _select_permutations(count, size, seed):
   return candidates[chosen].astype(np.int32)
 
 
+def read_permutations_file(path):
+  """Noroozi's permutation sets (`permutations_100_max.bin`, which Revisiting's README
+  downloads): two little-endian int32 (count, size), then count x size int32 patch
+  indices from 1, as Revisiting's patch_utils.load_permutations reads them.
+
+  Returns:
+    int32 array [count, 9], from 0, with `max_hamming_permutations`' meaning.
+  """
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read()
+  except tf.errors.OpError as e:
+    raise UserError(f"permutations_file={path} cannot be read ({e.message}). Pass Noroozi's "
+                    "permutations_100_max.bin, or leave permutations_file empty for the "
+                    "generated set.") from e
+  what = (f"permutations_file={path} is not a permutation set as Noroozi's .bin files hold "
+          f"it (int32 count and size, then count x size patch indices 1..{NUM_PATCHES})")
+  if len(data) < 8:
+    raise UserError(f"{what}: {len(data)} bytes.")
+  count, size = (int(x) for x in np.frombuffer(data[:8], "<i4"))
+  if size != NUM_PATCHES or count < 2 or len(data) != 8 + 4 * count * size:
+    raise UserError(f"{what}: its header says {count} x {size} in {len(data)} bytes.")
+  perms = np.frombuffer(data[8:], "<i4").reshape(count, size).astype(np.int32) - 1
+  if not np.all(np.sort(perms, axis=1) == np.arange(size)):
+    bad = int(np.argmax(np.any(np.sort(perms, axis=1) != np.arange(size), axis=1)))
+    raise UserError(f"{what}: row {bad} is {(perms[bad] + 1).tolist()}.")
+  return perms
+
+
 def min_hamming_distance(perms):
   """Smallest Hamming distance between two distinct rows of `perms`."""
   perms = np.asarray(perms)
@@ -97,7 +127,9 @@ class Jigsaw(PatchTask):
 
   @classmethod
   def default_config(cls):
-    return dict(super().default_config(), num_permutations=100, perm_subset_size=8)
+    # permutations_file: Noroozi's set (see read_permutations_file); empty: the generated.
+    return dict(super().default_config(), num_permutations=100, perm_subset_size=8,
+                permutations_file="")
 
   @classmethod
   def check_config(cls, config, image_size):
@@ -108,10 +140,19 @@ class Jigsaw(PatchTask):
     if not 1 <= config.perm_subset_size <= config.num_permutations:
       raise UserError(f"perm_subset_size={config.perm_subset_size}: must be between 1 and "
                       f"num_permutations={config.num_permutations}.")
+    if config.permutations_file:
+      count = len(read_permutations_file(config.permutations_file))
+      if count != config.num_permutations:
+        raise UserError(f"permutations_file={config.permutations_file} holds {count} "
+                        f"permutations, num_permutations={config.num_permutations}: set "
+                        f"num_permutations={count}.")
 
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)
-    self.permutations = max_hamming_permutations(int(config.num_permutations))
+    if config.permutations_file:
+      self.permutations = read_permutations_file(config.permutations_file)
+    else:
+      self.permutations = max_hamming_permutations(int(config.num_permutations))
     self.num_task_classes = len(self.permutations)
 
   def task_preprocess(self, seed):
