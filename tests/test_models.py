@@ -33,7 +33,7 @@ def _expected_taps(name):
     channels = max(heads, round(dim * TINY / heads) * heads)
     return {tap: (8, channels) for tap in ["stem"] + [f"block{i}" for i in range(1, 13)]}
   if name.startswith("wide_resnet"):
-    widen = int(name.split("_")[-1])
+    widen = int(name.removesuffix("_suncet").split("_")[-1])
     return {tap: (side, round(channels / 2 * widen) if tap != "stem" else channels)
             for tap, (side, channels) in WRN_32.items()}
   if name.startswith("vgg"):
@@ -218,3 +218,108 @@ def test_bad_arguments_are_user_errors():
     models.build_model("resnet18_v2", image_size=64, cifar_stem=True, patch_net=True)
   with pytest.raises(UserError, match="Wide-ResNet has no patch-net layout"):
     models.build_model("wide_resnet28_2", image_size=32, patch_net=True)
+
+
+# suncet's src/wide_resnet.py WRN-28-2 (the PAWS CIFAR-10 encoder), in PyTorch, loaded
+# with our weights: the reference for wide_resnet28_2_suncet.
+_SUNCET_WRN = r'''
+import json, sys
+import numpy as np
+try:
+  import torch
+  from torch import nn
+  import torch.nn.functional as F
+except Exception as e:  # pylint: disable=broad-except
+  print(json.dumps({"skip": repr(e)})); sys.exit(0)
+
+class Block(nn.Module):
+  def __init__(self, in_planes, planes, stride):
+    super().__init__()
+    self.bn1 = nn.BatchNorm2d(in_planes)
+    self.conv1 = nn.Conv2d(in_planes, planes, 3, padding=1, bias=True)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=True)
+    self.shortcut = nn.Sequential()
+    if stride != 1 or in_planes != planes:
+      self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=True))
+  def forward(self, x):
+    out = self.conv1(F.relu(self.bn1(x)))
+    out = self.conv2(F.relu(self.bn2(out)))
+    return out + self.shortcut(x)
+
+class WRN(nn.Module):
+  def __init__(self):
+    super().__init__()
+    self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=True)
+    layers, in_planes = [], 16
+    for planes, stride in ((32, 1), (64, 2), (128, 2)):
+      blocks = []
+      for s in [stride] + [1] * 3:
+        blocks.append(Block(in_planes, planes, s)); in_planes = planes
+      layers.append(nn.Sequential(*blocks))
+    self.layer1, self.layer2, self.layer3 = layers
+    self.bn1 = nn.BatchNorm2d(128, momentum=0.99)
+  def forward(self, x):
+    out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+    return F.adaptive_avg_pool2d(F.relu(self.bn1(out)), 1).flatten(1)
+
+weights = np.load(sys.argv[1])
+model = WRN().eval()
+def conv(module, name):
+  module.weight.data = torch.from_numpy(weights[name + "/kernel"].transpose(3, 2, 0, 1).copy())
+  module.bias.data = torch.from_numpy(weights[name + "/bias"].copy())
+def bn(module, name):
+  for ours, theirs in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                       ("moving_variance", "running_var")):
+    getattr(module, theirs).data = torch.from_numpy(weights[name + "/" + ours].copy())
+conv(model.conv1, "stem_conv")
+for stage, layer in enumerate((model.layer1, model.layer2, model.layer3), start=1):
+  for unit, block in enumerate(layer, start=1):
+    name = f"block{stage}_unit{unit}"
+    bn(block.bn1, name + "_bn1"); conv(block.conv1, name + "_conv1")
+    bn(block.bn2, name + "_bn2"); conv(block.conv2, name + "_conv2")
+    if len(block.shortcut):
+      conv(block.shortcut[0], name + "_proj")
+bn(model.bn1, "final_bn")
+images = weights["images"]
+mean = np.array([0.4914, 0.4822, 0.4465], np.float32)
+std = np.array([0.2023, 0.1994, 0.2010], np.float32)
+x = torch.from_numpy(((images - mean) / std).transpose(0, 3, 1, 2).copy())
+with torch.no_grad():
+  print(json.dumps({"features": model(x).numpy().tolist()}))
+'''
+
+
+def test_suncet_wide_resnet_is_suncets_wrn_28_2(tmp_path):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  if importlib.util.find_spec("torch") is None:
+    pytest.skip("torch is not installed (the test extra installs it): it is the reference")
+  model = models.build_model("wide_resnet28_2_suncet", image_size=16)
+  rng = np.random.default_rng(0)
+  for weight in model.weights:  # batch-norm statistics and scales away from the identity
+    if weight.path.endswith(("moving_mean", "beta")):
+      weight.assign(rng.normal(0, 0.1, weight.shape).astype(np.float32))
+    elif weight.path.endswith(("moving_variance", "gamma")):
+      weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+  images = rng.uniform(size=(2, 16, 16, 3)).astype(np.float32)
+  arrays = {w.path: w.numpy() for w in model.weights}
+  np.savez(tmp_path / "weights.npz", images=images, **arrays)
+  run = subprocess.run([sys.executable, "-c", _SUNCET_WRN, str(tmp_path / "weights.npz")],
+                       capture_output=True, text=True, timeout=600, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  result = json.loads(run.stdout.strip().splitlines()[-1])
+  if "skip" in result:
+    pytest.skip(f"torch does not import: {result['skip']}")
+  ours = model(images, training=False)["default"].numpy()
+  np.testing.assert_allclose(ours, np.array(result["features"]), rtol=1e-4, atol=1e-4)
+  final_bn = model.get_layer("final_bn")
+  assert final_bn.momentum == pytest.approx(0.01)
+  # PyTorch's default conv initialisation: weights and biases within +-1/sqrt(fan in).
+  fresh = models.build_model("wide_resnet28_2_suncet", image_size=16)
+  conv = fresh.get_layer("block2_unit1_conv1")
+  bound = 1 / np.sqrt(3 * 3 * 32)
+  assert np.abs(conv.kernel.numpy()).max() <= bound and np.abs(conv.bias.numpy()).max() <= bound
+  assert np.abs(conv.kernel.numpy()).max() > 0.9 * bound

@@ -7,7 +7,10 @@
 # README's single-GPU CIFAR-10 commands. The configs' values are per GPU; one GPU, so they
 # are global here).
 #
-# Pretraining: WRN-28-2 (128-d output). Every step: a support set of 10 classes x 64
+# Pretraining: WRN-28-2 as suncet's src/wide_resnet.py builds it (wide_resnet28_2_suncet:
+# ReLU, convs with biases and PyTorch's initialisation, the stride on a block's second
+# conv, shortcuts from the block's input, final batch norm with torch momentum 0.99,
+# CIFAR-10 mean/std standardisation; 128-d output). Every step: a support set of 10 classes x 64
 # labelled images x 2 views (1,280 crops) and 256 unlabelled images (the whole train
 # split), each as 2 large crops (32 px, area 0.75-1) and 6 small ones (18 px, area
 # 0.3-0.75); every crop flipped, colour jitter of strength 0.5 with p 0.8, solarize p 0.2,
@@ -62,7 +65,7 @@ if [[ -n "${LABELS_FILE:-}" ]]; then
 else
   LABELS=400_per_class
 fi
-PRETRAIN_RUN=(--method=paws --model=wide_resnet28_2 --dataset=cifar10 --labels="$LABELS"
+PRETRAIN_RUN=(--method=paws --model=wide_resnet28_2_suncet --dataset=cifar10 --labels="$LABELS"
               --workdir="$WORKDIR/pretrain"
               --config.train_mode=pretrain --config.image_size=32
               --config.batch_size=256 --config.sync_bn=true
@@ -78,7 +81,7 @@ PRETRAIN_RUN=(--method=paws --model=wide_resnet28_2 --dataset=cifar10 --labels="
               --config.lr_schedule=cosine --config.end_lr_factor=0.01 --config.train_epochs=600
               --config.weight_decay=1e-6 --config.weight_decay_mode=decoupled
               --config.steps_per_loop=195 --config.checkpoint_every_steps=1950)
-SUNCET_RUN=(--method=paws --model=wide_resnet28_2 --dataset=cifar10 --labels="$LABELS"
+SUNCET_RUN=(--method=paws --model=wide_resnet28_2_suncet --dataset=cifar10 --labels="$LABELS"
             --workdir="$WORKDIR/suncet" --init_from="$WORKDIR/pretrain"
             --config.train_mode=suncet --config.image_size=32 --config.sync_bn=true
             --config.support_classes=10 --config.support_images_per_class=64

@@ -91,17 +91,26 @@ class LayerFactory:
   def name(self, name):
     return f"{self.name_prefix}_{name}" if self.name_prefix else name
 
-  def conv(self, x, filters, kernel_size, stride=1, *, name, zero_init=False):
-    """Conv without bias; strided convs pad symmetrically (TF-Slim / torchvision style).
+  def conv(self, x, filters, kernel_size, stride=1, *, name, zero_init=False, torch_init=False):
+    """Conv; strided convs pad symmetrically (TF-Slim / torchvision style).
 
     Keras' "same" padding pads only at the end for even inputs and stride 2, which
     shifts every strided layer by half a pixel and makes the result depend on the
-    input's parity; fixed padding + "valid" does neither.
+    input's parity; fixed padding + "valid" does neither. `torch_init`: with a bias and
+    PyTorch's default Conv2d initialisation (kernel and bias uniform in +-1/sqrt(fan in):
+    kaiming_uniform with a = sqrt(5)), for networks ported from PyTorch code.
     """
     padding = "same"
     if stride > 1 and kernel_size > 1:
       x = self.pad(x, kernel_size, name=f"{name}_pad")
       padding = "valid"
+    if torch_init:
+      bound = (x.shape[-1] * kernel_size * kernel_size) ** -0.5
+      return keras.layers.Conv2D(
+          filters, kernel_size, strides=stride, padding=padding, use_bias=True,
+          kernel_initializer=keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+          bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+          name=self.name(name))(x)
     initializer = "zeros" if zero_init else _conv_init()
     return keras.layers.Conv2D(
         filters, kernel_size, strides=stride, padding=padding, use_bias=False,
@@ -111,9 +120,11 @@ class LayerFactory:
     total = kernel_size - 1
     return keras.layers.ZeroPadding2D((total // 2, total - total // 2), name=self.name(name))(x)
 
-  def batch_norm(self, x, *, name, zero_init=False):
+  def batch_norm(self, x, *, name, zero_init=False, momentum=None):
+    """`momentum` overrides the factory's (Keras' sense: of the moving averages)."""
     return keras.layers.BatchNormalization(
-        momentum=self.bn_momentum, epsilon=self.bn_epsilon, synchronized=self.sync_bn,
+        momentum=self.bn_momentum if momentum is None else momentum, epsilon=self.bn_epsilon,
+        synchronized=self.sync_bn,
         gamma_initializer="zeros" if zero_init else "ones", name=self.name(name))(x)
 
   def relu(self, x, *, name):
@@ -128,9 +139,15 @@ class LayerFactory:
   def max_pool(self, x, size, stride, *, padding, name):
     return keras.layers.MaxPooling2D(size, stride, padding=padding, name=self.name(name))(x)
 
-  def inputs(self, image_size):
-    """[0, 1] images in, [-1, 1] to the first conv."""
+  def inputs(self, image_size, mean_std=None):
+    """[0, 1] images in, [-1, 1] to the first conv (or, with `mean_std`, ((r, g, b) means,
+    (r, g, b) standard deviations), the standardised images)."""
     images = keras.Input((image_size, image_size, 3), name=self.name("images"))
+    if mean_std is not None:
+      mean, std = mean_std
+      return images, keras.layers.Rescaling(
+          [1 / s for s in std], offset=[-m / s for m, s in zip(mean, std)],
+          name=self.name("standardize"))(images)
     return images, keras.layers.Rescaling(2.0, offset=-1.0, name=self.name("to_minus_one_one"))(
         images)
 
