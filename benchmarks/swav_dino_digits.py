@@ -11,6 +11,7 @@ started from them as the paper starts from SwAV's and DINO's checkpoints.
    DINO run, each beside `supervised` fine-tuning from the same start, on 10% of the labels.
 
     python benchmarks/swav_dino_digits.py [--methods=swav,dino] [--steps=1100] [--semi]
+        [--set=swav:num_local_views=0 ...] [--workdir=DIR]
 
 About 25 minutes on 2 CPU cores with --semi.
 """
@@ -82,7 +83,16 @@ def main():
   parser.add_argument("--semi", action="store_true")
   parser.add_argument("--semi_steps", type=int, default=600)
   parser.add_argument("--workdir", default="/tmp/tfssl_bench_swav_dino")
+  parser.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                      help="override a key of one pretraining recipe (repeatable)")
   args = parser.parse_args()
+  overrides = {method: [] for method in PRETRAIN_RECIPES}
+  for item in args.set:
+    method, _, override = item.partition(":")
+    if method not in overrides or "=" not in override:
+      parser.error(f"--set {item}: expected METHOD:KEY=VALUE with METHOD one of "
+                   f"{', '.join(overrides)}")
+    overrides[method].append(override)
   logging.set_verbosity(logging.WARNING)
   root = args.workdir
   random_dir = os.path.join(root, "random_init")
@@ -91,7 +101,7 @@ def main():
   pretrained, semi = {}, {}
   for method in args.methods.split(","):
     workdir = os.path.join(root, method)
-    seconds = _train(make_config(method, PRETRAIN_RECIPES[method] +
+    seconds = _train(make_config(method, PRETRAIN_RECIPES[method] + overrides[method] +
                                  [f"train_steps={args.steps}"]), workdir)
     pretrained[method] = dict(linear_top1=linear_top1(workdir), train_seconds=round(seconds))
     print(f"{method}: linear top-1 {pretrained[method]['linear_top1']:.4f} "

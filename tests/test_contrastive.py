@@ -333,9 +333,14 @@ def test_bad_contrastive_settings_are_named(override, message):
 
 def test_fnc_views_take_randaugment_between_jitter_and_grayscale_as_released(monkeypatch):
   from tfssl.preprocess import recipes  # pylint: disable=import-outside-toplevel
-  calls = []
+  calls, order = [], []
   monkeypatch.setattr(recipes, "randaugment",
-                      lambda image, seed, *args: calls.append(args) or image)
+                      lambda image, seed, *args: calls.append(args) or order.append("ra") or image)
+  jitter, gray = recipes.color_distortion, recipes.random_grayscale
+  monkeypatch.setattr(recipes, "color_distortion", lambda *a, **k: order.append(
+      f"jitter p_gray {k.get('p_grayscale', 0.2)}") or jitter(*a, **k))
+  monkeypatch.setattr(recipes, "random_grayscale", lambda *a, **k: order.append(
+      f"gray {a[2]}") or gray(*a, **k))
   image = tf.random.stateless_uniform([20, 20, 3], [1, 2])
   features = {"image": image, "label": tf.constant(0)}
   seed = tf.constant([1, 2], tf.int64)
@@ -343,8 +348,11 @@ def test_fnc_views_take_randaugment_between_jitter_and_grayscale_as_released(mon
                               (("use_randaugment=false",), [])):
     calls.clear()
     method = experiment.resolve(tiny_config("fnc", *FNC, *overrides)).new_method()
+    order.clear()
     views = method.train_preprocess(features, seed)["views"]
     assert views.shape[0] == 4 and calls == expected
+    view_order = ["jitter p_gray 0.0", "ra", "gray 0.2"] if expected else ["jitter p_gray 0.2"]
+    assert order == view_order * 4
   assert experiment.resolve(tiny_config("fnc")).config.use_randaugment
   assert not experiment.resolve(tiny_config("simclr")).config.get("use_randaugment")
 

@@ -117,7 +117,7 @@ def test_two_replicas_equal_one_replica_and_hold_the_same_bank(two_replica_strat
 def test_momentum_encoder_moves_toward_the_online_network_after_each_update():
   method = _method("moving_average_decay=0.9")
   pairs = method._ema_pairs()  # pylint: disable=protected-access
-  assert pairs and all("ema" in average.path for average, _ in pairs)
+  assert pairs and all(average.path == "ema_" + value.path for average, value in pairs)
   assert len(pairs) == len(method.backbone.trainable_weights + method.projection.trainable_weights)
   before = [(average.numpy(), value.numpy()) for average, value in pairs]
   statistics = [w.numpy() for w in method.ema_backbone.non_trainable_weights]
@@ -131,11 +131,24 @@ def test_momentum_encoder_moves_toward_the_online_network_after_each_update():
   assert not any("ema" in path for path in trained)
 
 
-def test_step_with_the_bank_compiles_with_xla_on_two_replicas_and_loss_falls(
-    two_replica_strategy):
+def test_step_with_the_bank_compiles_with_xla_and_loss_falls():
   config = tiny_config("fnc", *BANK, "jit_compile=true", "learning_rate=0.05")
-  step_losses = fixed_batch_losses(config, two_replica_strategy, steps=6)
+  step_losses = fixed_batch_losses(config, tf.distribute.get_strategy(), steps=6)
   assert all(np.isfinite(step_losses)) and step_losses[-1] < step_losses[0]
+
+
+def test_the_bank_takes_the_momentum_encoders_projections_of_every_view():
+  method = _method()
+  rng = np.random.default_rng(4)
+  batch = {"views": tf.constant(rng.uniform(size=(BATCH, VIEWS, 16, 16, 3)), tf.float32),
+           "label": tf.constant(rng.integers(0, 10, BATCH))}
+  method.compute_loss(batch, training=True)
+  images = tf.reshape(tf.transpose(batch["views"], [1, 0, 2, 3, 4]), [-1, 16, 16, 3])
+  _, hiddens = method.ema_projection_of(images, training=True)
+  keys = tf.math.l2_normalize(hiddens[-1], axis=-1).numpy()
+  np.testing.assert_allclose(method.memory.embeddings.numpy()[:VIEWS * BATCH], keys, atol=1e-5)
+  _, online = method.hiddens(images, training=True)
+  assert np.abs(tf.math.l2_normalize(online[-1], axis=-1).numpy() - keys).max() > 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +158,14 @@ def bank_run(tmp_path_factory):
   return workdir
 
 
-def _restored(workdir):
-  run = trainer.Trainer(experiment.resolve(tiny_config("fnc", *BANK, "train_steps=3")),
-                        workdir, tf.distribute.get_strategy())
+def _restored_at(workdir, config):
+  run = trainer.Trainer(experiment.resolve(config), workdir, tf.distribute.get_strategy())
   run.restore()
   return run.method
+
+
+def _restored(workdir):
+  return _restored_at(workdir, tiny_config("fnc", *BANK, "train_steps=3"))
 
 
 def test_resume_restores_the_bank_and_the_momentum_encoder(bank_run):
@@ -158,15 +174,33 @@ def test_resume_restores_the_bank_and_the_momentum_encoder(bank_run):
   # Three steps of 24 rows fill the 32: nothing of the zero start is left.
   assert np.all(np.abs(np.linalg.norm(bank, axis=1) - 1) < 1e-5)
   np.testing.assert_array_equal(second.memory.embeddings.numpy(), bank)
+  # The momentum encoder as trained (three updates away from a fresh build's), both times.
+  fresh = _method()
+  moved = [not np.array_equal(a.numpy(), f.numpy())
+           for a, f in zip(first.ema_backbone.trainable_weights, fresh.ema_backbone.trainable_weights)]
+  assert np.mean(moved) > 0.5
   for a, b in zip(first.ema_backbone.weights, second.ema_backbone.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_init_from_a_run_starts_the_momentum_encoder_as_its_online_network(bank_run, tmp_path):
+  config = tiny_config("fnc", *BANK, "train_epochs=0", init_from=bank_run)
+  trainer.train(config, str(tmp_path / "run"))
+  method = _restored_at(str(tmp_path / "run"), config)
+  source = _restored(bank_run)
+  for average, value in method._ema_pairs():  # pylint: disable=protected-access
+    np.testing.assert_array_equal(average.numpy(), value.numpy())
+  for a, b in zip(method.backbone.trainable_weights, source.backbone.trainable_weights):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_exported_module_is_the_online_network_without_the_bank(bank_run):
   method = _restored(bank_run)
   hub = tf.saved_model.load(f"{bank_run}/export/hub/3")
-  paths = {v.name for v in hub.variables}
-  assert not any("ema" in p or "memory" in p for p in paths)
+  assert not any("ema" in v.name or "memory" in v.name for v in hub.variables)
+  online = [v for name in ("backbone", "projection", "head") for v in method.trackables()[name].variables]
+  shapes = lambda variables: sorted(tuple(v.shape) for v in variables)
+  assert shapes(hub.variables) == shapes(online)
   images = tf.random.stateless_uniform([4, 16, 16, 3], [1, 2])
   np.testing.assert_allclose(hub(images, False)["default"].numpy(),
                              method.backbone(images, training=False)["default"].numpy(),
@@ -176,7 +210,7 @@ def test_exported_module_is_the_online_network_without_the_bank(bank_run):
 @pytest.mark.parametrize("override,message", [
     ("memory_multiplier=2", r"memory_multiplier=2 makes a memory bank smaller than one "
                             r"step's 3 views .* memory_multiplier >= 3"),
-    ("moving_average_decay=1.5", "moving_average_decay=1.5 within 0..1"),
+    ("moving_average_decay=1.0", r"moving_average_decay=1.0 in \[0, 1\)"),
 ])
 def test_bad_bank_settings_are_named(override, message):
   with pytest.raises(UserError, match=message):

@@ -47,6 +47,12 @@ def test_ops_pil_defines_equal_pil(name, ours, pil, args):
   np.testing.assert_array_equal(_run(ours, levels, *args), _pil(levels, pil, *args), err_msg=name)
 
 
+def test_posterize_keeps_at_least_one_bit_as_the_originals_clamped_shift():
+  levels = np.array([[[0, 100, 200]]], np.float32)
+  np.testing.assert_array_equal(_run(ra.posterize, levels, 0), [[[0, 0, 128]]])
+  np.testing.assert_array_equal(_run(ra.posterize, levels, 3), [[[0, 96, 192]]])
+
+
 def test_auto_contrast_stretches_each_channel_and_leaves_constant_ones():
   levels = np.zeros([2, 3, 3], np.float32)
   levels[..., 0] = [[50, 60, 70], [80, 90, 100]]

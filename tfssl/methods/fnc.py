@@ -45,8 +45,11 @@ class MemoryBank(tf.Module):
 
   def __init__(self, rows, dim):
     super().__init__(name="memory")
-    self.embeddings = tf.Variable(tf.zeros([rows, dim]), trainable=False, name="embeddings",
-                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # Every replica writes the same value, each its own copy: no aggregation, which on a
+    # TPU would broadcast the (ImageNet: 32 MB) bank from the first core every step.
+    with self.name_scope:
+      self.embeddings = tf.Variable(tf.zeros([rows, dim]), trainable=False, name="embeddings",
+                                    aggregation=tf.VariableAggregation.NONE)
 
   def older_rows(self, pushed):
     """The rows that stay when `pushed` new ones come in front."""
@@ -85,9 +88,10 @@ class FNC(SimCLR):
           f"one step's {views} views (2 + support_size) of every image, which FNC puts in it "
           f"each step: use memory_multiplier >= {views} (the original refuses less; it uses "
           f"16), or 0 for in-batch negatives.")
-    if config.memory_multiplier < 0 or not 0 <= config.moving_average_decay <= 1:
+    if config.memory_multiplier < 0 or not 0 <= config.moving_average_decay < 1:
       raise UserError(f"memory_multiplier={config.memory_multiplier} must be >= 0 and "
-                      f"moving_average_decay={config.moving_average_decay} within 0..1.")
+                      f"moving_average_decay={config.moving_average_decay} in [0, 1) (1 "
+                      f"would leave the momentum encoder at its random start).")
 
   def __init__(self, config, num_classes, image_size):
     super().__init__(config, num_classes, image_size)
@@ -135,10 +139,22 @@ class FNC(SimCLR):
   def _ema_pairs(self):
     """(momentum encoder variable, online variable) of the parameters (the original's
     trainable variables; batch-norm statistics are each network's own)."""
-    return [(average, value)
-            for ema, online in ((self.ema_backbone, self.backbone),
-                                (self.ema_projection, self.projection))
-            for average, value in zip(ema.weights, online.weights) if value.trainable]
+    pairs = []
+    for ema, online in ((self.ema_backbone, self.backbone),
+                        (self.ema_projection, self.projection)):
+      if [("ema_" + v.path, v.shape) for v in online.weights] != [
+          (v.path, v.shape) for v in ema.weights]:
+        raise AssertionError("momentum encoder and online network differ in variables")
+      pairs += [(average, value) for average, value in zip(ema.weights, online.weights)
+                if value.trainable]
+    return pairs
+
+  def after_initialize(self):
+    """`--init_from` loaded the online network: the momentum encoder starts as its copy
+    (from scratch it starts from its own random weights, as the original)."""
+    if self.uses_memory:
+      for average, value in self._ema_pairs():
+        average.assign(value)
 
   def after_step(self):
     if self.uses_memory:

@@ -84,8 +84,9 @@ def invert(levels):
 
 
 def posterize(levels, bits):
-  """Keeps the `bits` high bits of each value."""
-  step = 2.0 ** (8 - bits)
+  """Keeps the `bits` high bits of each value (at least 1: the original's uint8 shifts by
+  8 - bits, which TF clamps to 7)."""
+  step = 2.0 ** min(8 - bits, 7)
   return tf.floor(levels / step) * step
 
 
