@@ -32,6 +32,10 @@
 # exported. One flag away, the in-batch variant (the released code's memory_multiplier=0,
 # and --config.use_randaugment=false for SimCLR's views): --config.memory_multiplier=0; FNC
 # publishes no number for it.
+# Not as the original, in small ways: crops resize with TF2's bicubic kernel (FNC's TF1
+# resize_bicubic has no half-pixel offset and a = -0.75); each view's blur draws its sigma
+# per image (FNC: one sigma per view for all images of a core). The released code's eval crop
+# (bicubic, rint(0.875 x side)) is tfssl's bilinear floor(0.875 x side) in --run_eval.
 # Published (FNC README, ImageNet validation set, ResNet-50), top-1 / top-5: fine-tune on 1%
 # of labels 63.7 / 85.3, on 10% 71.1 / 90.2, linear evaluation 74.4 / 91.8 (supervised
 # 76.5 / 93.3).
