@@ -34,8 +34,8 @@
 # publishes no number for it.
 # Not as the original, in small ways: crops resize with TF2's bicubic kernel (FNC's TF1
 # resize_bicubic has no half-pixel offset and a = -0.75); each view's blur draws its sigma
-# per image (FNC: one sigma per view for all images of a core). The released code's eval crop
-# (bicubic, rint(0.875 x side)) is tfssl's bilinear floor(0.875 x side) in --run_eval.
+# per image (FNC: one sigma per view for all images of a core). The released code's eval
+# crop (bicubic, rint(0.875 x side)) is tfssl's bilinear floor(0.875 x side) in --run_eval.
 # Published (FNC README, ImageNet validation set, ResNet-50), top-1 / top-5: fine-tune on 1%
 # of labels 63.7 / 85.3, on 10% 71.1 / 90.2, linear evaluation 74.4 / 91.8 (supervised
 # 76.5 / 93.3).
@@ -54,7 +54,8 @@ RUN=(--method=fnc --model=resnet50_v1 --dataset=imagenet --labels=all
      --config.batch_size=4096 --config.eval_batch_size=1024 --config.sync_bn=true
      --config.temperature=0.1 --config.num_proj_layers=3 --config.proj_out_dim=128
      --config.support_size=8 --config.fn_topk=10 --config.fn_threshold=0.7
-     --config.use_randaugment=true --config.randaugment_layers=2 --config.randaugment_magnitude=7
+     --config.use_randaugment=true --config.randaugment_layers=2
+     --config.randaugment_magnitude=7
      --config.memory_multiplier=16 --config.moving_average_decay=0.999
      --config.fn_strategy=attraction
      --config.ft_proj_selector=0 --config.online_linear_head=true
