@@ -15,7 +15,7 @@ class PseudoLabel(Supervised):
 
   @classmethod
   def default_config(cls):
-    return {"crop_area_min": 0.05}  # S4L's inception_crop
+    return dict(super().default_config(), crop_area_min=0.05)  # S4L's inception_crop
 
   @classmethod
   def check_config(cls, config, image_size):
