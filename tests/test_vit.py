@@ -276,6 +276,9 @@ class _BackboneMethod:
     del saved
     return self.trackables()
 
+  def exported_trackables(self):
+    return self.trackables()
+
   @property
   def variables(self):  # as methods.base.Method: Keras `variables`, seed states included
     return list(self.backbone.variables)
