@@ -223,10 +223,9 @@ class Method:
 
   def train_preprocess(self, features, seed):
     """One training example -> what the batch holds (runs inside tf.data)."""
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = pp.inception_crop(features["image"], crop_seed, self.image_size,
-                              area_range=(self.config.crop_area_min, 1.0))
-    return {"image": pp.random_flip(image, flip_seed), "label": features["label"]}
+    image = pp.supervised_train(features["image"], seed, self.image_size,
+                                area_range=(self.config.crop_area_min, 1.0))
+    return {"image": image, "label": features["label"]}
 
   def unsup_preprocess(self, features, seed):
     """One example of the unlabelled stream (two-stream methods)."""

@@ -30,7 +30,6 @@ from every replica.
 import tensorflow as tf
 
 from tfssl import losses
-from tfssl import preprocess as pp
 from tfssl.errors import UserError
 from tfssl.methods.base import METHODS, global_mean, moving_average_update
 from tfssl.methods.simclr import ProjectionHead, SimCLR
@@ -188,16 +187,11 @@ class FNC(SimCLR):
         older = tf.identity(older)
     return older
 
-  def view(self, image, seed):
+  def view_options(self):
     if not self.config.use_randaugment:
-      return super().view(image, seed)
-    return pp.simclr_train(image, seed, self.image_size,
-                           strength=self.config.color_jitter_strength,
-                           blur=self.config.use_blur,
-                           area_range=(self.config.crop_area_min, 1.0),
-                           resize_method=self.config.crop_resize_method,
-                           randaugment_layers=self.config.randaugment_layers,
-                           randaugment_magnitude=self.config.randaugment_magnitude)
+      return {}
+    return {"randaugment_layers": self.config.randaugment_layers,
+            "randaugment_magnitude": self.config.randaugment_magnitude}
 
   def false_negatives(self, keys, all_keys, offset, older):
     config = self.config

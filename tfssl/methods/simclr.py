@@ -206,7 +206,11 @@ class SimCLR(Method):
                            strength=self.config.color_jitter_strength,
                            blur=self.config.use_blur,
                            area_range=(self.config.crop_area_min, 1.0),
-                           resize_method=self.config.crop_resize_method)
+                           resize_method=self.config.crop_resize_method, **self.view_options())
+
+  def view_options(self):
+    """Further `simclr_train` arguments of a view (FNC: its RandAugment)."""
+    return {}
 
   def train_preprocess(self, features, seed):
     if self.finetuning:  # crop + flip
