@@ -78,6 +78,42 @@ def check_name_prefix_separates_two_backbones(build_model, prefix):
   return target
 
 
+def on_split_batch(strategy, fn, batch):
+  """`fn` run by each replica of `strategy` on its contiguous share of every tensor of
+  `batch`; each output summed over the replicas, as numpy."""
+
+  def share(context):
+    index, count = context.replica_id_in_sync_group, context.num_replicas_in_sync
+    return tf.nest.map_structure(
+        lambda x: x[index * (x.shape[0] // count):(index + 1) * (x.shape[0] // count)], batch)
+
+  split = strategy.experimental_distribute_values_from_function(share)
+  outputs = tf.function(lambda b: strategy.run(fn, args=(b,)))(split)
+  return tf.nest.map_structure(
+      lambda x: sum(v.numpy() for v in strategy.experimental_local_results(x)), outputs)
+
+
+# Keras' synchronized BN, like the originals' cross-replica BN, takes the variance as
+# E[x^2] - E[x]^2 of cross-replica sums. Where a channel's mean is large against its spread
+# (the stem conv of images in [0, 1]) that cancellation alone moves the summed 2-replica
+# gradient of the first layers by up to 0.4% of its norm from the 1-replica one (Suave, six
+# initialisations), so element-wise tolerances fail at random. A two-pass variance gives
+# 0.002%; BN that is not synchronized 86% (median over variables).
+SPLIT_GRADIENT_TOLERANCE = 2e-2
+
+
+def assert_gradients_match(variables, got, want, tolerance=SPLIT_GRADIENT_TOLERANCE):
+  """Each variable's gradient in `got` is within `tolerance` of its norm in `want`
+  (+1e-5 absolute, for gradients that are zero up to rounding, such as a bias under BN)."""
+  for variable, got_grad, want_grad in zip(variables, got, want, strict=True):
+    want_grad = np.asarray(want_grad)
+    error = np.linalg.norm(np.asarray(got_grad) - want_grad)
+    scale = np.linalg.norm(want_grad)
+    assert error <= tolerance * scale + 1e-5, (
+        f"{variable.path}: gradient differs by {error:.3g}, {error / max(scale, 1e-12):.2%} "
+        f"of its norm {scale:.3g}")
+
+
 def fixed_batch_losses(config, strategy, steps):
   """Losses of `steps` updates on one fixed batch of the real input pipeline."""
   exp = experiment.resolve(config)
