@@ -24,6 +24,7 @@ def run_dir(tmp_path_factory):
 def _fast_config():
   config = eval_hub.default_config()
   config.linear_epochs = 30
+  config.linear_min_steps = 0
   config.finetune_epochs = 0.5
   return config
 
@@ -38,6 +39,16 @@ def test_linear_writes_results(run_dir, tmp_path):
   assert saved["num_examples"] == 360 and saved["dataset"] == "digits"
   assert result["top1"] > 0.3  # 60 steps of a tiny model; chance is 0.1
   assert os.listdir(tmp_path / "summaries")
+
+
+def test_linear_fit_takes_more_epochs_when_they_are_too_few_steps():
+  # digits: 1437 images at batch 1024 are one step an epoch.
+  assert eval_hub.linear_fit_steps(1437, 1024, 100, min_steps=1000) == (1024, 1, 1000)
+  assert eval_hub.linear_fit_steps(1437, 1024, 100) == (1024, 1, 100)
+  # Partial epochs round up; enough steps from the epochs alone are left as they are.
+  assert eval_hub.linear_fit_steps(50_000, 1024, 10, min_steps=1000) == (1024, 48, 21)
+  assert eval_hub.linear_fit_steps(50_000, 1024, 100, min_steps=1000) == (1024, 48, 100)
+  assert eval_hub.linear_fit_steps(100, 1024, 3, min_steps=0) == (100, 1, 3)
 
 
 def test_all_representations_in_one_call(run_dir, tmp_path):

@@ -64,6 +64,11 @@ def default_config():
   # chosen on a held-out part of train, then the classifier is refit on all of train.
   c.linear_l2_values = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
   c.linear_epochs = 100
+  # ... and at least this many Adam steps: 100 epochs of a small train split are too few
+  # (digits: 1437 images at batch 1024 are 100 steps, which left SwAV's features at 0.8472
+  # top-1 against 0.9167 at 1000 steps; random-init features 0.9083 at both). ImageNet and
+  # CIFAR take more steps than this from their epochs alone.
+  c.linear_min_steps = 1000
   c.linear_batch_size = 1024
   c.linear_learning_rate = 0.01
   c.holdout_fraction = 0.1
@@ -271,8 +276,16 @@ def top_k_accuracy(scores, labels, k):
 # --- linear -----------------------------------------------------------------------
 
 
+def linear_fit_steps(num_examples, batch_size, epochs, min_steps=0):
+  """(batch size, steps per epoch, epochs) of a linear fit: `epochs` passes over the
+  examples, more passes if that is fewer than `min_steps` steps."""
+  batch_size = min(batch_size, num_examples)
+  steps_per_epoch = max(num_examples // batch_size, 1)
+  return batch_size, steps_per_epoch, max(epochs, -(-min_steps // steps_per_epoch))
+
+
 def fit_linear_classifiers(features, labels, num_classes, l2_values, epochs, batch_size,
-                           learning_rate, seed=0):
+                           learning_rate, seed=0, min_steps=0):
   """Trains one softmax classifier per L2 value at once; returns (weights [K,D,C], biases [K,C])."""
   features = tf.constant(features, tf.float32)
   labels = tf.constant(labels, tf.int32)
@@ -281,8 +294,8 @@ def fit_linear_classifiers(features, labels, num_classes, l2_values, epochs, bat
   num_models = len(l2_values)
   weights = tf.Variable(tf.zeros([num_models, dim, num_classes]))
   biases = tf.Variable(tf.zeros([num_models, num_classes]))
-  batch_size = min(batch_size, num_examples)
-  steps_per_epoch = max(num_examples // batch_size, 1)
+  batch_size, steps_per_epoch, epochs = linear_fit_steps(num_examples, batch_size, epochs,
+                                                         min_steps)
   total_steps = epochs * steps_per_epoch
   schedule = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
   optimizer = keras.optimizers.Adam(schedule)
@@ -330,7 +343,8 @@ def linear_protocol(task, representation):
   num_holdout = max(int(len(order) * config.holdout_fraction), 1)
   fit_idx, holdout_idx = order[num_holdout:], order[:num_holdout]
   fit_args = dict(epochs=config.linear_epochs, batch_size=config.linear_batch_size,
-                  learning_rate=config.linear_learning_rate, seed=config.seed)
+                  learning_rate=config.linear_learning_rate, seed=config.seed,
+                  min_steps=config.linear_min_steps)
 
   fit_x, holdout_x = standardize(train_feats[fit_idx], train_feats[holdout_idx])
   weights, biases = fit_linear_classifiers(fit_x, train_labels[fit_idx], num_classes,
@@ -349,7 +363,9 @@ def linear_protocol(task, representation):
   return {"top1": top_k_accuracy(scores, test_labels, 1),
           "top5": top_k_accuracy(scores, test_labels, 5),
           "num_examples": int(len(test_labels)), "l2": best_l2,
-          "holdout_top1": holdout_acc[best]}
+          "holdout_top1": holdout_acc[best], "linear_steps": math.prod(linear_fit_steps(
+              len(train_labels), config.linear_batch_size, config.linear_epochs,
+              config.linear_min_steps)[1:])}
 
 
 def _cached_features(task, representation):
