@@ -360,12 +360,12 @@ def linear_protocol(task, representation):
   weights, biases = fit_linear_classifiers(train_x, train_labels, num_classes, [best_l2],
                                            **fit_args)
   scores = linear_scores(test_x, weights, biases)[0]
+  _, steps_per_epoch, epochs = linear_fit_steps(
+      len(train_labels), config.linear_batch_size, config.linear_epochs, config.linear_min_steps)
   return {"top1": top_k_accuracy(scores, test_labels, 1),
           "top5": top_k_accuracy(scores, test_labels, 5),
           "num_examples": int(len(test_labels)), "l2": best_l2,
-          "holdout_top1": holdout_acc[best], "linear_steps": math.prod(linear_fit_steps(
-              len(train_labels), config.linear_batch_size, config.linear_epochs,
-              config.linear_min_steps)[1:])}
+          "holdout_top1": holdout_acc[best], "linear_steps": steps_per_epoch * epochs}
 
 
 def _cached_features(task, representation):

@@ -22,8 +22,9 @@
 # eval view (centre 224 crop of the 256 short side at ImageNet scale; no training
 # augmentation), pooled batch by batch, cached in host memory and standardised. Softmax
 # classifiers are then fit on the cache (Adam, cosine decay, --config.linear_epochs=100 and at
-# least --config.linear_min_steps=1000 steps, batch 1024), one per --config.linear_l2_values entry at once; the L2 strength is chosen on
-# a held-out 10% of train and the classifier refit on all of train. Patch-model modules
+# least --config.linear_min_steps=1000 steps, batch 1024), one per --config.linear_l2_values
+# entry at once; the L2 strength is chosen on a held-out 10% of train and the classifier refit
+# on all of train. Patch-model modules
 # (jigsaw, relative patch location) export taps already averaged over the 9 patches, so the
 # max pooling here comes after the patch average (the original pooled each patch first).
 #
