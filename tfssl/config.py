@@ -14,7 +14,8 @@ from tfssl.errors import UserError
 
 # Keys that decide the shapes of the variables in a checkpoint: resuming a workdir
 # with other values would restore the wrong tensors (or fail half-way).
-STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset", "num_classes_override")
+STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset", "num_classes_override",
+                   "input_normalization")
 
 
 def base_config():
@@ -36,6 +37,10 @@ def base_config():
   # Model.
   c.image_size = 0  # 0: the dataset's default training size
   c.model_width = 1.0  # width multiplier (Revisiting's filters_factor / 4)
+  # What the backbone does to its [0, 1] input: "" its own (ResNets, ViTs: [-1, 1]);
+  # "imagenet": torchvision's mean/std standardisation, which weights converted from
+  # PyTorch releases (python -m tfssl.convert) were trained with.
+  c.input_normalization = ""
   c.sync_bn = False  # cross-replica batch norm
   c.bn_momentum = 0.9
   c.bn_epsilon = 1e-5

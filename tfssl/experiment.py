@@ -79,7 +79,10 @@ def resolve(config):
     pseudo_labels = pseudo_labels_lib.check_matches(
         pseudo_labels_lib.read(config.pseudo_labels), config.pseudo_labels,
         dataset=config.dataset, split=source.train_split, ids=ids, num_classes=num_classes)
-  init_checkpoint = find_checkpoint(config.init_from, "--init_from") if config.init_from else None
+  init_checkpoint = None
+  if config.init_from:
+    init_checkpoint = find_checkpoint(config.init_from, "--init_from")
+    check_input_normalization(config, init_checkpoint)
 
   if config.batch_size <= 0:
     raise UserError(f"batch_size must be positive, got {config.batch_size}.")
@@ -166,6 +169,34 @@ def find_checkpoint(path, what):
                   "checkpoints are in WORKDIR/checkpoints/), a checkpoint path "
                   "(WORKDIR/checkpoints/ckpt-STEP) or an exported module "
                   "(WORKDIR/export/hub/STEP); train that run first if it is missing.")
+
+
+def _saved_config(checkpoint_path):
+  """The config of the run (or module) a checkpoint found by `find_checkpoint` belongs to,
+  or None where it is not recorded."""
+  if checkpoint_path.endswith(export.MODULE_VARIABLES):
+    module_dir = checkpoint_path[:-len(export.MODULE_VARIABLES)]
+    return export.read_module_info(module_dir).get("config")
+  path = os.path.join(os.path.dirname(os.path.dirname(checkpoint_path)), "config.json")
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def check_input_normalization(config, checkpoint_path):
+  """Weights from --init_from see their inputs standardised as they were trained (modules
+  converted from PyTorch releases: torchvision's ImageNet mean/std): a run starting from
+  them must build its backbone the same way."""
+  saved = _saved_config(checkpoint_path) or {}
+  theirs = saved.get("input_normalization", "")
+  if theirs != config.input_normalization:
+    describe = lambda value: f"input_normalization={value!r}" if value else "the model's own"
+    raise UserError(
+        f"--init_from {config.init_from} was trained on inputs standardised as "
+        f"{describe(theirs)}, this run's backbone standardises them as "
+        f"{describe(config.input_normalization)}: add "
+        f"--config.input_normalization={theirs} so the weights see what they learnt on.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

@@ -172,6 +172,7 @@ class Method:
         self.config.model, image_size=self.backbone_image_size, width=self.config.model_width,
         sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
         bn_epsilon=self.config.bn_epsilon, name_prefix=name_prefix,
+        input_normalization=self.config.input_normalization,
         **dict(self.backbone_options(), **options))
 
   def backbone_options(self):

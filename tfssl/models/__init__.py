@@ -25,10 +25,15 @@ wide_resnet.register_all(MODELS)
 vgg.register_all(MODELS)
 vit.register_all(MODELS)
 
+# Standardisations of the [0, 1] input a backbone can be built with instead of its own
+# ([-1, 1]): "imagenet" is torchvision's, which every PyTorch release was trained with.
+INPUT_NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+_STANDARDIZABLE = resnet.MODEL_NAMES + vit.MODEL_NAMES
+
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
                 bn_epsilon=1e-5, cifar_stem=None, patch_net=False, name_prefix=None,
-                zero_init_residual=False, drop_path_rate=0.0):
+                zero_init_residual=False, drop_path_rate=0.0, input_normalization=""):
   """Builds a registered backbone.
 
   Args:
@@ -48,6 +53,8 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
       zero last conv kernel in pre-activation nets).
     drop_path_rate: stochastic depth of the last block, rising linearly from 0 in the first
       (DINO's student: 0.1); Vision Transformers only. 0 builds the model without it.
+    input_normalization: "" (the model's own) or a name in INPUT_NORMALIZATIONS: the
+      standardisation the model applies to its [0, 1] input (ResNets and ViTs).
 
   Returns:
     A Keras model mapping float32 [0, 1] NHWC images to a dict of float32 tensors.
@@ -60,6 +67,14 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
   if options and name not in vit.MODEL_NAMES:
     raise UserError(f"drop_path_rate (stochastic depth) applies to the Vision Transformers "
                     f"({', '.join(vit.MODEL_NAMES)}), not {name}; use drop_path_rate=0.")
+  if input_normalization:
+    if input_normalization not in INPUT_NORMALIZATIONS:
+      raise UserError(f"input_normalization={input_normalization!r} is not one of "
+                      f"{', '.join(sorted(INPUT_NORMALIZATIONS))} (or empty: the model's own).")
+    if name not in _STANDARDIZABLE:
+      raise UserError(f"input_normalization={input_normalization!r} applies to the ResNets and "
+                      f"Vision Transformers, not {name}; leave it empty.")
+    options["mean_std"] = INPUT_NORMALIZATIONS[input_normalization]
   ops = layers.LayerFactory(sync_bn=sync_bn, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                             name_prefix=name_prefix)
   return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,

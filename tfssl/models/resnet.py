@@ -25,6 +25,7 @@ _BLOCKS = {
 }
 _BASE_WIDTHS = (64, 128, 256, 512)
 _EXPANSION = {"basic": 1, "bottleneck": 4}
+MODEL_NAMES = tuple(f"resnet{depth}_v{version}" for depth in _BLOCKS for version in (1, 2))
 
 
 def _residual_branch(ops, x, filters, stride, kind, name, *, post_activation, zero_init):
@@ -75,12 +76,13 @@ def _v2_block(ops, x, filters, stride, kind, name, zero_init):
 
 
 def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
-           zero_init_residual=False):
-  """Functional ResNet returning float32 {stem, block1..block4, default}."""
+           zero_init_residual=False, mean_std=None):
+  """Functional ResNet returning float32 {stem, block1..block4, default} (`mean_std`: see
+  `LayerFactory.inputs`)."""
   kind, blocks = _BLOCKS[depth]
   layout = layers_lib.stem_layout(image_size, cifar_stem, patch_net)
   block_fn = _v1_block if version == 1 else _v2_block
-  images, x = ops.inputs(image_size)
+  images, x = ops.inputs(image_size, mean_std)
   stem_width = layers_lib.scaled(64, width)
   if layout.cifar:
     x = ops.conv(x, stem_width, 3, 1, name="stem_conv")

@@ -205,11 +205,11 @@ def _block(x, dim, heads, name, drop_path_rate=0.0):
 
 def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=1.0,
                        cifar_stem=None, patch_net=False, zero_init_residual=False,
-                       drop_path_rate=0.0, name="vit"):
+                       drop_path_rate=0.0, mean_std=None, name="vit"):
   """Functional ViT returning float32 {stem, block1..block`depth`, default}.
 
   `drop_path_rate`: stochastic depth of the last block (see `drop_path_rates`); at 0 the
-  model is exactly the one without stochastic depth.
+  model is exactly the one without stochastic depth. `mean_std`: see `LayerFactory.inputs`.
   """
   if patch_net:
     raise UserError("Vision Transformers have no patch-net layout; for Jigsaw / relative "
@@ -226,7 +226,7 @@ def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=
                     f"got {image_size}.")
   # The width multiplier keeps the heads; each head stays at least 1 wide.
   dim = max(heads, round(layers_lib.scaled(dim, width) / heads) * heads)
-  images, x = ops.inputs(image_size)
+  images, x = ops.inputs(image_size, mean_std)
   patches = keras.layers.Conv2D(dim, patch, strides=patch, kernel_initializer=_weights_init(),
                                 name=ops.name("stem_patch_embedding"))(x)
   taps = {"stem": patches}
@@ -244,12 +244,12 @@ def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=
 
 
 # name: (width, depth, heads, patch size)
-_REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16)}
-MODEL_NAMES = tuple(sorted(_REGISTERED))
+REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16)}
+MODEL_NAMES = tuple(sorted(REGISTERED))
 
 
 def register_all(registry):
-  for model_name, (dim, depth, heads, patch_size) in _REGISTERED.items():
+  for model_name, (dim, depth, heads, patch_size) in REGISTERED.items():
     def builder(ops, model_name=model_name, dim=dim, depth=depth, heads=heads,
                 patch_size=patch_size, **kwargs):
       return vision_transformer(ops, dim=dim, depth=depth, heads=heads, patch_size=patch_size,
@@ -260,6 +260,6 @@ def register_all(registry):
 def patch_size(model_name, image_size):
   """The patch side of registered ViT `model_name` on `image_size`-px images (with the
   default stem), or None for a name that is not a ViT."""
-  if model_name not in _REGISTERED:
+  if model_name not in REGISTERED:
     return None
-  return _SMALL_IMAGE_PATCH if image_size <= 64 else _REGISTERED[model_name][3]
+  return _SMALL_IMAGE_PATCH if image_size <= 64 else REGISTERED[model_name][3]

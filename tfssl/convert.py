@@ -1,0 +1,330 @@
+"""Turns a released checkpoint of another codebase into a tfssl hub module.
+
+    python -m tfssl.convert --from=swav --checkpoint=swav_800ep_pretrain.pth.tar \
+        --model=resnet50_v1 --out=modules/swav_800ep
+
+The module keeps the export contract (float32 [0, 1] NHWC images in; `default`, the taps
+and the method's heads out) and applies the original's input standardisation itself
+(`input_normalization`, torchvision's ImageNet mean/std for PyTorch releases), so
+`eval_hub` scores it and `--init_from` starts a run from it like any tfssl export (a run
+started from it needs the same `--config.input_normalization`). `module_info.json` names
+the file it came from, its format and its sha256.
+
+Formats (the layouts the releases were saved in; PyTorch files are read without torch):
+  torchvision_resnet  a torchvision ResNet state dict (its `fc` becomes `logits`)
+  swav                SwAV's .pth.tar: backbone, projection head and prototypes
+  dino                DINO's backbone-only .pth (its teacher) or a full training checkpoint
+                      (student, teacher, head and centre)
+  paws                suncet's PAWS checkpoints: encoder (ResNet-50, or the CIFAR-10
+                      WRN-28-2), projection and prediction heads
+
+Every key of the file must find its variable and every variable its key; otherwise one
+message names the first keys that did not match and what the file looks like, before
+anything is written.
+"""
+
+import dataclasses
+import hashlib
+import os
+from typing import Any, Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from tfssl import cli
+from tfssl import config as config_lib
+from tfssl import export as export_lib
+from tfssl import methods
+from tfssl import models
+from tfssl.errors import UserError
+from tfssl.interop import pth
+from tfssl.interop import torch_names
+from tfssl.interop.torch_names import StateDict
+from tfssl.methods.base import Method
+from tfssl.models import resnet as resnet_lib
+from tfssl.models import vit as vit_lib
+from tfssl.registry import Registry
+
+FORMATS = Registry("checkpoint format")
+# Every PyTorch release here was trained on ImageNet at 224 px, torchvision-standardised.
+_TORCH_RELEASE = dict(dataset="imagenet2012", image_size=224, input_normalization="imagenet")
+_IMAGENET_CLASSES = 1000
+BACKBONE_ONLY = "backbone"  # module_info's method of a module that holds only a backbone
+_PAWS_WRN = "wide_resnet28_2_suncet"
+# PAWS's CIFAR-10 WRN standardises its input itself (suncet's data_manager's Normalize).
+_PAWS_CIFAR = dict(dataset="cifar10", image_size=32, input_normalization="")
+
+
+@dataclasses.dataclass
+class Plan:
+  """What a file becomes: a method's config and, per trackable of that method, the values
+  of its variables by path (see `torch_names`)."""
+  method: str  # a registered method, or BACKBONE_ONLY
+  fields: Dict[str, Any]
+  num_classes: int
+  arrays: Dict[str, Dict[str, np.ndarray]]
+  description: str  # what the file looks like, for messages and module_info
+  state: StateDict  # to report the keys left unused
+
+
+def describe_backbone(state, prefix):
+  """(what the backbone under `prefix` looks like, the tfssl model it converts to or None)."""
+  depth, widen, text = torch_names.describe_wide_resnet(state, prefix)
+  if depth is not None:
+    return text, _PAWS_WRN if (depth, widen) == (28, 2) else None
+  depth, _, text = torch_names.describe_resnet(state, prefix)
+  if text is not None:
+    return text, f"resnet{depth}_v1" if depth else None
+  width, depth, patch, text = torch_names.describe_vit(state, prefix)
+  if text is not None:
+    fits = [name for name, (dim, blocks, _, size) in vit_lib.REGISTERED.items()
+            if (dim, blocks, size) == (width, depth, patch)]
+    return text, fits[0] if fits else None
+  keys = state.keys(prefix)
+  return f"no backbone tfssl knows under {prefix!r} (keys: {torch_names.first_few(keys)})", None
+
+
+def _backbone_arrays(state, prefix, model):
+  """({path: array}, model width, description) of the backbone under `prefix`, checked
+  against the architecture `model` names."""
+  text, fits = describe_backbone(state, prefix)
+  if fits is None or fits.split("_v")[0] != model.split("_v")[0]:
+    hint = f": use --model={fits}" if fits else ", which no tfssl model is"
+    raise UserError(f"{state.source} does not fit --model={model}: it holds {text}{hint}. "
+                    "Nothing was written.")
+  if fits != model:
+    raise UserError(f"{state.source} does not fit --model={model}: it holds {text}, "
+                    f"torchvision-layout ResNets are post-activation: use --model={fits}. "
+                    "Nothing was written.")
+  if model in resnet_lib.MODEL_NAMES:
+    _, width, _ = torch_names.describe_resnet(state, prefix)
+    return torch_names.resnet_arrays(state, prefix), width, text
+  if model in vit_lib.MODEL_NAMES:
+    heads = vit_lib.REGISTERED[model][2]
+    return torch_names.vit_arrays(state, heads, prefix), 1.0, text
+  return torch_names.wide_resnet_arrays(state, prefix), 1.0, text
+
+
+def _state_dict(obj, source, *candidates):
+  """The state dict inside a loaded file: the file itself, or under one of `candidates`
+  (a training checkpoint's "state_dict", ...), without DDP's `module.` prefix."""
+  for key in candidates:
+    if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+      obj = obj[key]
+      break
+  if not isinstance(obj, dict) or not any(isinstance(v, np.ndarray) for v in obj.values()):
+    keys = ", ".join(map(str, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__
+    raise UserError(f"{source} holds no state dict of tensors (top level: {keys}). Pass the "
+                    "released weights file of the format --from names.")
+  return StateDict(torch_names.strip_module_prefix(obj), source)
+
+
+@FORMATS.register("torchvision_resnet")
+def plan_torchvision_resnet(obj, source, model):
+  state = _state_dict(obj, source, "state_dict", "model")
+  arrays, width, text = _backbone_arrays(state, "", model)
+  fields = dict(_TORCH_RELEASE, model=model, model_width=width)
+  if state.has("fc.weight"):
+    head = torch_names.classifier_arrays(state, "fc")
+    return Plan("supervised", fields, head["dense/kernel"].shape[1],
+                {"backbone": arrays, "head": head}, f"{text} with a {head['dense/bias'].size}-"
+                "class fc", state)
+  return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+
+
+@FORMATS.register("swav")
+def plan_swav(obj, source, model):
+  state = _state_dict(obj, source, "state_dict")
+  arrays, width, text = _backbone_arrays(state, "", model)
+  fields = dict(_TORCH_RELEASE, model=model, model_width=width)
+  if not state.has("prototypes.weight"):
+    if state.keys("prototypes"):
+      raise UserError(f"{source} has several sets of prototypes (SwAV's MultiPrototypes): "
+                      "tfssl's swav has one. Nothing was written.")
+    return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+  projection, prototypes = torch_names.swav_head_arrays(state)
+  hidden, out = projection["fc1/kernel"].shape[1], projection["fc2/kernel"].shape[1]
+  fields.update(num_prototypes=prototypes["kernel"].shape[1], proj_hidden_dim=hidden,
+                proj_out_dim=out, queue_length=0)
+  return Plan("swav", fields, _IMAGENET_CLASSES,
+              {"backbone": arrays, "projection": projection, "prototypes": prototypes},
+              f"{text} with SwAV's {hidden}-{out} projection and "
+              f"{fields['num_prototypes']} prototypes", state)
+
+
+@FORMATS.register("dino")
+def plan_dino(obj, source, model):
+  if not (isinstance(obj, dict) and "teacher" in obj and "student" in obj):
+    state = _state_dict(obj, source, "state_dict", "model")
+    arrays, width, text = _backbone_arrays(state, "", model)
+    return Plan(BACKBONE_ONLY, dict(_TORCH_RELEASE, model=model, model_width=width),
+                _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+  # A training checkpoint (main_dino.py's save_dict): both networks are
+  # MultiCropWrapper(backbone, head), the student always and the teacher of ResNets in DDP.
+  merged = {}
+  for part in ("teacher", "student"):
+    for key, value in torch_names.strip_module_prefix(obj[part]).items():
+      merged[f"{part}.{key}"] = value
+  center = obj.get("dino_loss", {}).get("center") if isinstance(obj.get("dino_loss"), dict) else None
+  state = StateDict(merged, source)
+  arrays = {}
+  for part, prefix in (("teacher", ""), ("student", "student_")):
+    backbone, width, text = _backbone_arrays(state, f"{part}.backbone.", model)
+    projection, prototypes, batch_norm = torch_names.dino_head_arrays(state, f"{part}.head.")
+    arrays.update({prefix + "backbone": backbone, prefix + "projection": projection,
+                   prefix + "prototypes": prototypes})
+  num_prototypes = prototypes["magnitude"].size
+  if center is not None:
+    arrays["center"] = {"value": np.asarray(center, np.float32).reshape(1, num_prototypes)}
+  args = obj.get("args")
+  fields = dict(_TORCH_RELEASE, model=model, model_width=width, num_prototypes=num_prototypes,
+                proj_hidden_dim=projection["fc1/kernel"].shape[1],
+                proj_out_dim=projection["fc3/kernel"].shape[1], head_batch_norm=batch_norm,
+                norm_last_layer=bool(getattr(args, "norm_last_layer", True)), drop_path_rate=0.0)
+  return Plan("dino", fields, _IMAGENET_CLASSES, arrays,
+              f"DINO training checkpoint of {text} (epoch {obj.get('epoch', '?')}) with a "
+              f"{num_prototypes}-output head", state)
+
+
+@FORMATS.register("paws")
+def plan_paws(obj, source, model):
+  """suncet's checkpoints ({"encoder": the DDP state dict, "opt", "epoch", ...}): the
+  encoder's backbone, projection head (encoder.fc) and prediction head (encoder.pred)."""
+  state = _state_dict(obj, source, "encoder")
+  arrays, width, text = _backbone_arrays(state, "", model)
+  projection, prediction = torch_names.paws_head_arrays(state)
+  release = _PAWS_CIFAR if model == _PAWS_WRN else _TORCH_RELEASE
+  fields = dict(release, model=model, model_width=width,
+                proj_hidden_dim=projection["fc1/kernel"].shape[1],
+                proj_out_dim=projection["fc3/kernel"].shape[1],
+                use_pred_head=prediction is not None)
+  arrays = {"backbone": arrays, "projection": projection}
+  if prediction is not None:
+    arrays["prediction"] = prediction
+  num_classes = 10 if model == _PAWS_WRN else _IMAGENET_CLASSES
+  return Plan("paws", fields, num_classes, arrays, f"PAWS encoder: {text} with a "
+              f"{fields['proj_hidden_dim']}-{fields['proj_out_dim']} projection"
+              f"{' and a prediction head' if prediction is not None else ''}", state)
+
+
+def read_checkpoint(path):
+  """The object a PyTorch file holds, its arrays as numpy."""
+  if not os.path.exists(path):
+    raise UserError(f"--checkpoint {path} does not exist. Pass the downloaded release file.")
+  if os.path.isdir(path):
+    raise UserError(f"--checkpoint {path} is a directory; the PyTorch formats read one file "
+                    "(.pth, .pth.tar).")
+  return pth.load_pth(path)
+
+
+def _relative_path(trackable, variable, model_name):
+  """A variable's path inside its part, as `torch_names` keys them."""
+  path = getattr(variable, "path", None) or variable.name.split(":")[0]
+  if isinstance(trackable, keras.Model):
+    prefix = trackable.name[:len(trackable.name) - len(model_name)]
+  elif isinstance(trackable, keras.layers.Layer):
+    prefix = trackable.name + "/"
+  else:
+    prefix = trackable.name + "/" if path.startswith(trackable.name + "/") else ""
+  return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _variables(trackable):
+  return trackable.weights if isinstance(trackable, keras.layers.Layer) else trackable.variables
+
+
+def assign(method, plan, model_name):
+  """Gives every variable of `method`'s trackables its value from `plan`, or raises one
+  UserError naming everything that does not fit (and changes nothing)."""
+  trackables = method.trackables()
+  unplanned = sorted(set(trackables) - set(plan.arrays))
+  assignments, missing, wrong_shape = [], [], []
+  unexpected = []
+  for name, arrays in plan.arrays.items():
+    variables = {_relative_path(trackables[name], v, model_name): v
+                 for v in _variables(trackables[name])}
+    for path, variable in variables.items():
+      if path not in arrays:
+        missing.append(f"{name}/{path}")
+      elif tuple(arrays[path].shape) != tuple(variable.shape):
+        wrong_shape.append(f"{name}/{path}: file {tuple(arrays[path].shape)}, model "
+                           f"{tuple(variable.shape)}")
+      else:
+        assignments.append((variable, arrays[path]))
+    unexpected.extend(f"{name}/{path}" for path in arrays if path not in variables)
+  leftover = plan.state.unused()
+  problems = []
+  if leftover:
+    problems.append(f"keys of the file that match no variable: {torch_names.first_few(leftover)}")
+  if wrong_shape:
+    problems.append(f"shapes that differ: {torch_names.first_few(wrong_shape, 4)}")
+  if missing:
+    problems.append(f"variables that got no value: {torch_names.first_few(missing)}")
+  if unexpected:
+    problems.append(f"values with no variable: {torch_names.first_few(unexpected)}")
+  if unplanned and unplanned != ["center"]:
+    problems.append(f"parts that got no values: {', '.join(unplanned)}")
+  if problems:
+    raise UserError(f"{plan.state.source} ({plan.description}) does not fit --model="
+                    f"{model_name}: {'; '.join(problems)}. Nothing was written.")
+  for variable, value in assignments:
+    variable.assign(np.asarray(value, keras.backend.standardize_dtype(variable.dtype)))
+
+
+def build_method(plan):
+  method_cls = Method if plan.method == BACKBONE_ONLY else methods.get_method(plan.method)
+  config_cls = methods.get_method("supervised") if plan.method == BACKBONE_ONLY else method_cls
+  config = config_lib.build_config(config_cls, **plan.fields)
+  method = method_cls(config, plan.num_classes, config.image_size)
+  method.build()
+  return method, config
+
+
+def sha256(path):
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def convert(source_format, checkpoint, model, out):
+  """Writes the module of `checkpoint` (a release in `source_format`) to `out`."""
+  planner = FORMATS.get(source_format)
+  models.MODELS.get(model)
+  if tf.io.gfile.exists(os.path.join(out, "saved_model.pb")):
+    raise UserError(f"--out {out} already holds a module; pass a new directory (nothing was "
+                    "overwritten).")
+  plan = planner(read_checkpoint(checkpoint), checkpoint, model)
+  method, config = build_method(plan)
+  assign(method, plan, model)
+  info = dict(method=plan.method, model=model, dataset=config.dataset, dataset_dir="",
+              labels="all", image_size=config.image_size, num_classes=plan.num_classes,
+              step=0, config=config.to_dict(),
+              converted_from=dict(file=os.path.abspath(checkpoint), format=source_format,
+                                  sha256=sha256(checkpoint), description=plan.description))
+  return export_lib.export_hub_module(method, out, info)
+
+
+def main(argv, overrides):
+  del argv
+  if overrides:
+    raise UserError("tfssl.convert takes no --config overrides: the file decides the model.")
+  for name in ("from", "checkpoint", "model", "out"):
+    if not getattr(FLAGS, name):
+      raise UserError(f"--{name} is required: python -m tfssl.convert --from=FORMAT "
+                      f"--checkpoint=PATH --model=MODEL --out=DIR (formats: "
+                      f"{', '.join(FORMATS.names())}).")
+  out = convert(getattr(FLAGS, "from"), FLAGS.checkpoint, FLAGS.model, FLAGS.out)
+  print(f"Wrote {out}")
+
+
+FLAGS = flags.FLAGS
+if __name__ == "__main__":
+  flags.DEFINE_string("from", None, f"Format of the file: {', '.join(FORMATS.names())}.")
+  flags.DEFINE_string("checkpoint", None, "The released checkpoint file.")
+  flags.DEFINE_string("model", None, "The tfssl model it becomes, e.g. resnet50_v1, vit_s16.")
+  flags.DEFINE_string("out", None, "Directory of the module to write (local or gs://).")
+  cli.run(main)
