@@ -116,6 +116,12 @@ with torch.no_grad():
   vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0).eval()
   ref["vit_default"] = vit(to_torch(vit_images)).numpy()
   torch.save(vit.state_dict(), f"{out}/dino_vits16.pth")
+  # timm with a classifier, trained on [-1, 1] inputs (timm's "inception" mean/std 0.5).
+  vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=10).eval()
+  inputs = torch.from_numpy(vit_images).permute(0, 3, 1, 2) * 2 - 1
+  ref["timm_default"] = vit.forward_head(vit.forward_features(inputs), pre_logits=True).numpy()
+  ref["timm_logits"] = vit(inputs).numpy()
+  torch.save({"state_dict": vit.state_dict()}, f"{out}/timm_vit.pth")
   # PAWS (suncet's paws_train.py): encoder = a torchvision-layout ResNet whose fc is the
   # projection (fc1-bn1-relu1-fc2-bn2-relu2-fc3) and pred the prediction head; saved as
   # {"encoder": DDP state dict, "opt", "epoch", ...}.
@@ -207,8 +213,11 @@ def converted(releases, tmp_path_factory):
           "vit": ("dino", "dino_vits16.pth", "vit_s16"),
           "paws": ("paws", "paws.pth.tar", "resnet18_v1"),
           "wrn": ("paws", "paws_wrn.pth.tar", "wide_resnet28_2_suncet")}
-  return {name: convert.convert(fmt, str(out / file), model, str(dirs / name))
-          for name, (fmt, file, model) in jobs.items()}
+  modules = {name: convert.convert(fmt, str(out / file), model, str(dirs / name))
+             for name, (fmt, file, model) in jobs.items()}
+  modules["timm"] = convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s16",
+                                    str(dirs / "timm"), input_normalization="inception")
+  return modules
 
 
 def outputs(module_dir, images):
@@ -275,6 +284,14 @@ def test_paws_encoder_and_heads(releases, converted):
   assert_relative_close(got["proj"], ref["wrn_proj"])
   info = export_lib.read_module_info(converted["wrn"])
   assert (info["dataset"], info["image_size"]) == ("cifar10", 32)
+
+
+def test_timm_vit_with_its_head_on_minus_one_one_inputs(releases, converted):
+  _, ref = releases
+  got = outputs(converted["timm"], ref["vit_images"])
+  assert_relative_close(got["default"], ref["timm_default"])
+  assert_relative_close(got["logits"], ref["timm_logits"])
+  assert export_lib.read_module_info(converted["timm"])["config"]["input_normalization"] == ""
 
 
 def _initialised(method_name, module_dir, **fields):

@@ -17,6 +17,8 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
                       (student, teacher, head and centre)
   paws                suncet's PAWS checkpoints: encoder (ResNet-50, or the CIFAR-10
                       WRN-28-2), projection and prediction heads
+  timm_vit            a timm VisionTransformer state dict (its `head` becomes `logits`;
+                      --input_normalization=inception for the ViTs trained on [-1, 1])
 
 Every key of the file must find its variable and every variable its key; otherwise one
 message names the first keys that did not match and what the file looks like, before
@@ -49,8 +51,11 @@ from tfssl.registry import Registry
 
 FORMATS = Registry("checkpoint format")
 # Every PyTorch release here was trained on ImageNet at 224 px, torchvision-standardised.
-_TORCH_RELEASE = dict(dataset="imagenet2012", image_size=224, input_normalization="imagenet")
+_TORCH_RELEASE = dict(dataset="imagenet", image_size=224, input_normalization="imagenet")
 _IMAGENET_CLASSES = 1000
+# --input_normalization: timm's names of the two standardisations PyTorch releases use,
+# as tfssl's input_normalization values ("": the models' own [-1, 1]).
+INPUT_NORMALIZATIONS = {"imagenet": "imagenet", "inception": ""}
 BACKBONE_ONLY = "backbone"  # module_info's method of a module that holds only a backbone
 _PAWS_WRN = "wide_resnet28_2_suncet"
 # PAWS's CIFAR-10 WRN standardises its input itself (suncet's data_manager's Normalize).
@@ -209,6 +214,21 @@ def plan_paws(obj, source, model):
               f"{' and a prediction head' if prediction is not None else ''}", state)
 
 
+@FORMATS.register("timm_vit")
+def plan_timm_vit(obj, source, model):
+  """A timm VisionTransformer state dict (class-token pooling): the ViT and, where it has
+  one, its classifier `head` as `logits`."""
+  state = _state_dict(obj, source, "state_dict", "model", "state_dict_ema")
+  arrays, width, text = _backbone_arrays(state, "", model)
+  fields = dict(_TORCH_RELEASE, model=model, model_width=width)
+  if state.has("head.weight"):
+    head = torch_names.classifier_arrays(state, "head")
+    return Plan("supervised", fields, head["dense/kernel"].shape[1],
+                {"backbone": arrays, "head": head}, f"{text} with a {head['dense/bias'].size}-"
+                "class head", state)
+  return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+
+
 def read_checkpoint(path):
   """The object a PyTorch file holds, its arrays as numpy."""
   if not os.path.exists(path):
@@ -290,14 +310,24 @@ def sha256(path):
   return digest.hexdigest()
 
 
-def convert(source_format, checkpoint, model, out):
-  """Writes the module of `checkpoint` (a release in `source_format`) to `out`."""
+def convert(source_format, checkpoint, model, out, input_normalization=None):
+  """Writes the module of `checkpoint` (a release in `source_format`) to `out`.
+
+  `input_normalization`: the standardisation the weights were trained with, a key of
+  INPUT_NORMALIZATIONS; None: the format's (torchvision's ImageNet mean/std for PyTorch
+  releases; timm's ViTs vary: "inception" for the original ViTs' [-1, 1]).
+  """
   planner = FORMATS.get(source_format)
   models.MODELS.get(model)
+  if input_normalization is not None and input_normalization not in INPUT_NORMALIZATIONS:
+    raise UserError(f"--input_normalization={input_normalization} is not one of "
+                    f"{', '.join(INPUT_NORMALIZATIONS)}.")
   if tf.io.gfile.exists(os.path.join(out, "saved_model.pb")):
     raise UserError(f"--out {out} already holds a module; pass a new directory (nothing was "
                     "overwritten).")
   plan = planner(read_checkpoint(checkpoint), checkpoint, model)
+  if input_normalization is not None:
+    plan.fields["input_normalization"] = INPUT_NORMALIZATIONS[input_normalization]
   method, config = build_method(plan)
   assign(method, plan, model)
   info = dict(method=plan.method, model=model, dataset=config.dataset, dataset_dir="",
@@ -317,7 +347,8 @@ def main(argv, overrides):
       raise UserError(f"--{name} is required: python -m tfssl.convert --from=FORMAT "
                       f"--checkpoint=PATH --model=MODEL --out=DIR (formats: "
                       f"{', '.join(FORMATS.names())}).")
-  out = convert(getattr(FLAGS, "from"), FLAGS.checkpoint, FLAGS.model, FLAGS.out)
+  out = convert(getattr(FLAGS, "from"), FLAGS.checkpoint, FLAGS.model, FLAGS.out,
+                input_normalization=FLAGS.input_normalization)
   print(f"Wrote {out}")
 
 
@@ -327,4 +358,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("checkpoint", None, "The released checkpoint file.")
   flags.DEFINE_string("model", None, "The tfssl model it becomes, e.g. resnet50_v1, vit_s16.")
   flags.DEFINE_string("out", None, "Directory of the module to write (local or gs://).")
+  flags.DEFINE_string("input_normalization", None,
+                      "What the weights were trained on: imagenet (torchvision's mean/std) or "
+                      "inception ([-1, 1]); default: the format's (imagenet for PyTorch).")
   cli.run(main)
