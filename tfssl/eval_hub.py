@@ -8,6 +8,14 @@ PAWS's soft nearest neighbours (`snn`: the labelled subset `--labels` is the sup
 the module's `module_info.json` supplies the dataset and image size unless flags say
 otherwise. Writes WORKDIR/results.json and TensorBoard scalars, and prints a table.
 
+A SavedModel that tfssl did not write (a Keras model, any TF2 module with signatures, a
+TF1 Hub module such as S4L's, Revisiting's or SimCLR v1's) is scored too; without
+module_info.json it needs `--dataset` and is evaluated at the signature's fixed input size,
+else `--config.image_size`, else the dataset's. `--signature` picks what is called
+(serving_default, else default, else its only one), `--output_key` the output scored as
+`default` (the others keep their names), `--input_range` what the [0, 1] images are mapped
+to (`-1,1`, `0,255`). Where a guess fails, one message lists the module's signatures.
+
 `--representation=all` scores every tap (pre-logits `default`, `stem`, `blockN`, ...) but
 `logits`, one result row each. Spatial taps are reduced to vectors as `--config.pool_mode`
 says: `global_avg`, or Revisiting's `max` / `avg` pooling to at most
@@ -91,10 +99,17 @@ def default_config():
 class Task:
   """A loaded module with the dataset it is evaluated on."""
 
-  def __init__(self, module_dir, dataset, dataset_dir, config):
+  def __init__(self, module_dir, dataset, dataset_dir, config, signature=None,
+               output_key=None, input_range=None):
+    """`signature`, `output_key`, `input_range`: how to call a module tfssl did not write
+    (one without module_info.json), see ForeignModule; None for its defaults. Any of them
+    given calls a tfssl module that way too."""
     self.module_dir = module_dir
     self.info = export_lib.read_module_info(module_dir)
     self.config = config
+    if input_range is not None:
+      parse_input_range(input_range)  # a typo fails before the dataset is looked at
+    foreign = not self.info or any(v is not None for v in (signature, output_key, input_range))
     self.dataset_name = dataset or self.info.get("dataset")
     if not self.dataset_name:
       raise UserError(f"{module_dir} has no module_info.json naming its dataset: pass --dataset.")
@@ -103,9 +118,32 @@ class Task:
     experiment.check_paths(experiment.dataset_paths(self.dataset_name, dataset_dir))
     self.source = datasets.get_source(self.dataset_name, dataset_dir=dataset_dir or None)
     self.dataset_dir = dataset_dir
-    self.image_size = config.image_size or self.info.get("image_size") or self.source.image_size
-    self.module = tf.saved_model.load(module_dir)
+    self.module = load_module(module_dir)
+    self.foreign = None
+    self._probe_batch = 1
+    if foreign:
+      self.foreign = self.module = ForeignModule(self.module, module_dir, signature, output_key,
+                                                 input_range, is_tfssl=bool(self.info))
+      self._probe_batch = self.foreign.batch_size or 1
+    self.image_size = self._image_size()
     self._output_shapes = None
+
+  def _image_size(self):
+    config, foreign = self.config, self.foreign
+    if foreign and foreign.batch_size and config.batch_size != foreign.batch_size:
+      raise UserError(f"Signature '{foreign.signature}' of {self.module_dir} takes batches of "
+                      f"exactly {foreign.batch_size}: pass "
+                      f"--config.batch_size={foreign.batch_size}.")
+    fixed = foreign and foreign.fixed_image_size
+    if not fixed:
+      return config.image_size or self.info.get("image_size") or self.source.image_size
+    if config.image_size and config.image_size != fixed:
+      raise UserError(f"Signature '{foreign.signature}' of {self.module_dir} takes "
+                      f"{fixed}x{fixed} images, not --config.image_size={config.image_size}: "
+                      f"drop that flag or pass {fixed}.")
+    logging.info("Signature '%s' takes %dx%d images: evaluating at that size.",
+                 foreign.signature, fixed, fixed)
+    return fixed
 
   def eval_preprocess(self, features):
     return {"image": pp.eval_crop(features["image"], self.image_size),
@@ -116,7 +154,8 @@ class Task:
     if self._output_shapes is None:
       # A SavedModel's traced outputs may have unknown spatial dims; one eager call
       # gives the real ones, which pooling windows are computed from.
-      probe = self.module(tf.zeros([1, self.image_size, self.image_size, 3]), training=False)
+      probe = self.module(tf.zeros([self._probe_batch, self.image_size, self.image_size, 3]),
+                          training=False)
       self._output_shapes = {name: tuple(value.shape[1:]) for name, value in probe.items()}
     return self._output_shapes
 
@@ -191,6 +230,206 @@ class Task:
           f"holds a few more copies), over --config.feature_cache_max_gb={limit_gb:g}. "
           "Lower --config.pool_max_dims, use --config.pool_mode=global_avg, evaluate fewer "
           "taps at a time with --representation, or raise feature_cache_max_gb.")
+
+
+# --- modules not written by tfssl ---------------------------------------------------
+
+CALL = "__call__"  # --signature of a module's own __call__ (tfssl's: a dict, `training`)
+TF1_HUB_MODULE_PROTO = "tfhub_module.pb"  # what marks the TF1 Hub format
+
+
+def load_module(module_dir):
+  """The loaded SavedModel; a TF1 Hub module as `hub.load` loads it (its default graph)."""
+  if tf.io.gfile.exists(os.path.join(module_dir, TF1_HUB_MODULE_PROTO)):
+    import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top (slow, rarely needed)
+    return hub.load(module_dir)
+  return tf.saved_model.load(module_dir)
+
+
+def parse_input_range(text):
+  """`--input_range` "LO,HI" -> (LO, HI) floats."""
+  try:
+    low, high = (float(v) for v in text.split(","))
+  except ValueError:
+    low = high = None
+  if low is None or not (math.isfinite(low) and math.isfinite(high) and low < high):
+    raise UserError(f"Bad --input_range '{text}': pass LO,HI with LO < HI, the range the "
+                    "module's input images are mapped to from [0, 1], e.g. 0,1, -1,1 or 0,255.")
+  return low, high
+
+
+def _shape_text(shape):
+  shape = tf.TensorShape(shape)
+  if shape.rank is None:
+    return "[any shape]"
+  return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
+
+
+def _output_dict(outputs):
+  """A callable's outputs as {name: value}: a single tensor is `output_0`, a list or tuple
+  `output_0`, `output_1`... (as Keras and tf.saved_model.save name signature outputs)."""
+  if isinstance(outputs, dict):
+    return dict(outputs)
+  if isinstance(outputs, (list, tuple)):
+    return {f"output_{i}": value for i, value in enumerate(outputs)}
+  return {"output_0": outputs}
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+  """One way into a loaded module, a signature or its `__call__`: its tensor inputs
+  ((name, dtype, shape), ...) and outputs ((name, dtype, shape), ...)."""
+  name: str
+  inputs: tuple
+  outputs: tuple
+  takes_training: bool = False  # __call__(images, training) as tfssl's
+
+  def takes_one_image(self):
+    """Whether its one input is a float or uint8 NHWC RGB batch."""
+    if len(self.inputs) != 1:
+      return False
+    _, dtype, shape = self.inputs[0]
+    return ((dtype.is_floating or dtype == tf.uint8)
+            and tf.TensorShape(shape).is_compatible_with([None, None, None, 3]))
+
+  def describe(self):
+    inputs = ", ".join(f"{name}: {dtype.name} {_shape_text(shape)}"
+                       for name, dtype, shape in self.inputs)
+    if self.takes_training:
+      inputs += ", training"
+    outputs = ", ".join(f"{name} {_shape_text(shape)}" for name, _, shape in self.outputs)
+    return f"{self.name}({inputs}) -> {outputs or 'nothing'}"
+
+
+def module_endpoints(module):
+  """{name: Endpoint} of every signature of `module` and of its `__call__` if it has one."""
+  endpoints = {}
+  for name, fn in sorted(getattr(module, "signatures", {}).items()):
+    inputs = tuple((key, spec.dtype, spec.shape)
+                   for key, spec in sorted(fn.structured_input_signature[1].items()))
+    outputs = tuple((key, value.dtype, value.shape)
+                    for key, value in sorted(_output_dict(fn.structured_outputs).items()))
+    endpoints[name] = Endpoint(name, inputs, outputs)
+  # A loaded `__call__` is a restored tf.function; its traces say what it takes.
+  for concrete in getattr(getattr(module, CALL, None), "concrete_functions", ())[:1]:
+    args = concrete.structured_input_signature[0]
+    inputs = tuple((spec.name or f"input_{i}", spec.dtype, spec.shape)
+                   for i, spec in enumerate(args) if isinstance(spec, tf.TensorSpec))
+    outputs = tuple((key, value.dtype, value.shape)
+                    for key, value in _output_dict(concrete.structured_outputs).items())
+    endpoints[CALL] = Endpoint(CALL, inputs, outputs,
+                               takes_training=any(isinstance(a, bool) for a in args))
+  return endpoints
+
+
+class ForeignModule:
+  """A SavedModel that tfssl did not write (or one called other than through tfssl's
+  `__call__`), called as tfssl modules are: `module(images in [0, 1], training)` returns
+  {`default`: the output scored, every other numeric output by its own name}.
+
+  The images are mapped to `input_range` and cast to the input's dtype first. A module
+  output named `default` that is not `output_key` is replaced by it.
+  """
+
+  def __init__(self, module, module_dir, signature=None, output_key=None, input_range=None,
+               is_tfssl=False):
+    self._module = module
+    self.module_dir = module_dir
+    self._endpoints = module_endpoints(module)
+    self.signature = signature or self._default_signature(is_tfssl)
+    endpoint = self._endpoints.get(self.signature)
+    if endpoint is None:
+      self._fail(f"no signature '{self.signature}'", "--signature=NAME")
+    self.endpoint = endpoint
+    if not endpoint.takes_one_image():
+      self._fail(f"signature '{self.signature}' does not take one float or uint8 image "
+                 "tensor [batch, height, width, 3]", "--signature=NAME of one that does")
+    self.input_name, self.input_dtype, input_shape = endpoint.inputs[0]
+    input_shape = tf.TensorShape(input_shape).with_rank(4).as_list()
+    self.batch_size, height, width = input_shape[:3]
+    if height != width:
+      raise UserError(f"Signature '{self.signature}' of {module_dir} takes images of "
+                      f"{height}x{width}; eval_hub's crops are square.")
+    self.fixed_image_size = height
+    names = [name for name, dtype, _ in endpoint.outputs if dtype != tf.string]
+    if output_key is not None and output_key not in names:
+      self._fail(f"signature '{self.signature}' has no output '{output_key}'",
+                 "--output_key=NAME")
+    if output_key is None:
+      if "default" not in names and len(names) != 1:
+        self._fail(f"signature '{self.signature}' has {len(names)} outputs and none named "
+                   "'default'", "--output_key=NAME (the output to score)")
+      output_key = "default" if "default" in names else names[0]
+    self.output_key = output_key
+    self._others = [name for name in names if name not in (output_key, "default")]
+    is_uint8 = self.input_dtype == tf.uint8
+    if input_range is None:
+      self.input_range = (0.0, 255.0) if is_uint8 else (0.0, 1.0)
+    else:
+      self.input_range = parse_input_range(input_range)
+      if is_uint8 and not 0 <= self.input_range[0] < self.input_range[1] <= 255:
+        raise UserError(f"--input_range={input_range} does not fit the uint8 input of "
+                        f"signature '{self.signature}': pass a range within 0,255.")
+    if self.signature == CALL:
+      self._fn = getattr(module, CALL)
+    else:
+      signature_fn = module.signatures[self.signature]
+      self._fn = lambda images: signature_fn(**{self.input_name: images})
+    logging.info("Module %s: calling %s, scoring output '%s' as default, images in [0, 1] "
+                 "mapped to [%g, %g].", module_dir, endpoint.describe(), output_key,
+                 *self.input_range)
+
+  def _default_signature(self, is_tfssl):
+    if is_tfssl and CALL in self._endpoints:
+      return CALL
+    signatures = [name for name in self._endpoints if name != CALL]
+    for name in ("serving_default", "default"):
+      if name in signatures:
+        return name
+    candidates = signatures or list(self._endpoints)
+    if len(candidates) != 1:
+      self._fail(f"{len(candidates)} signatures and none is serving_default or default",
+                 "--signature=NAME")
+    return candidates[0]
+
+  def _fail(self, problem, advice):
+    """Raises the UserError that says `problem`, lists every endpoint and names `advice`."""
+    listing = "\n".join(f"  {e.describe()}" for e in self._endpoints.values()) or "  (none)"
+    raise UserError(f"Module {self.module_dir}: {problem}. Its signatures (inputs -> "
+                    f"outputs):\n{listing}\nPass {advice}.")
+
+  def record(self):
+    """What results.json rows say about how the module was called."""
+    return {"signature": self.signature, "output_key": self.output_key,
+            "input_range": ",".join(f"{v:g}" for v in self.input_range)}
+
+  @property
+  def trainable_variables(self):
+    if self.signature != CALL:
+      return list(self._module.signatures[self.signature].trainable_variables)
+    if hasattr(self._module, "trainable_variables"):
+      return list(self._module.trainable_variables)
+    return list(self._fn.concrete_functions[0].trainable_variables)
+
+  def __call__(self, images, training=False):
+    low, high = self.input_range
+    if (low, high) != (0.0, 1.0):
+      images = images * (high - low) + low
+    if self.input_dtype == tf.uint8:
+      images = tf.clip_by_value(tf.round(images), 0.0, 255.0)
+    images = tf.cast(images, self.input_dtype)
+    if self.endpoint.takes_training:
+      outputs = self._fn(images, training)
+    else:
+      if training:
+        logging.warning("Signature '%s' of %s has no training mode: it runs as at inference "
+                        "(batch norm statistics frozen, no dropout).", self.signature,
+                        self.module_dir)
+      outputs = self._fn(images)
+    outputs = _output_dict(outputs)
+    reps = {"default": outputs[self.output_key]}
+    reps.update((name, outputs[name]) for name in self._others)
+    return {name: tf.cast(value, tf.float32) for name, value in reps.items()}
 
 
 # --- pooling of spatial taps --------------------------------------------------------
@@ -503,13 +742,18 @@ def finetune_protocol(task, representation, labels="all"):
 
 
 def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
-             representation="default", labels="all", config=None):
-  """Runs one protocol on one module; writes WORKDIR/results.json; returns the results."""
+             representation="default", labels="all", config=None, signature=None,
+             output_key=None, input_range=None):
+  """Runs one protocol on one module; writes WORKDIR/results.json; returns the results.
+
+  `signature`, `output_key` and `input_range` say how to call a module tfssl did not write
+  (see ForeignModule); the rows of such a module record them."""
   protocol_fn = PROTOCOLS.get(protocol)
   config = config or default_config()
   experiment.check_paths([(hub_module, "--hub_module"), (workdir, "--workdir")])
   module_dir = export_lib.resolve_module_dir(hub_module)
-  task = Task(module_dir, dataset, dataset_dir, config)
+  task = Task(module_dir, dataset, dataset_dir, config, signature=signature,
+              output_key=output_key, input_range=input_range)
   representations = _representation_names(task, representation)
   # Unknown names, pool settings and oversized caches fail now, not after hours spent on
   # the taps before them.
@@ -527,6 +771,8 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
                feature_dim=pooling.dim)
     if config.pool_mode != "global_avg":
       row["pool_max_dims"] = config.pool_max_dims
+    if task.foreign:
+      row.update(task.foreign.record(), image_size=task.image_size)
     rows.append(row)
   tf.io.gfile.makedirs(workdir)
   results_path = os.path.join(workdir, "results.json")
@@ -567,6 +813,13 @@ def define_flags():
   flags.DEFINE_string("labels", "all", "Label subset for finetune and the snn support set: "
                       "all | 1pct | 10pct | N | N_per_class | file:PATH.")
   flags.DEFINE_string("workdir", None, "Where results.json and summaries go.")
+  flags.DEFINE_string("signature", None, "Signature to call (default: a tfssl module's "
+                      "__call__, else serving_default, else default, else the only one).")
+  flags.DEFINE_string("output_key", None, "The signature's output scored as `default` "
+                      "(default: the one named default, or the only one); the others keep "
+                      "their names for --representation.")
+  flags.DEFINE_string("input_range", None, "LO,HI the [0, 1] images are mapped to before the "
+                      "call: 0,1 (default; 0,255 for a uint8 input), -1,1, 0,255.")
 
 
 def main(argv, overrides):
@@ -577,7 +830,8 @@ def main(argv, overrides):
   config = config_lib.apply_overrides(default_config(), overrides)
   evaluate(FLAGS.hub_module, FLAGS.protocol, FLAGS.workdir, dataset=FLAGS.dataset,
            dataset_dir=FLAGS.dataset_dir, representation=FLAGS.representation,
-           labels=FLAGS.labels, config=config)
+           labels=FLAGS.labels, config=config, signature=FLAGS.signature,
+           output_key=FLAGS.output_key, input_range=FLAGS.input_range)
 
 
 if __name__ == "__main__":
