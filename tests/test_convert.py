@@ -66,8 +66,9 @@ with torch.no_grad():
   # SwAV (src/resnet50.py): backbone at the top level, projection_head = Linear-BN1d-ReLU-
   # Linear, prototypes = a bias-free Linear; saved from DDP (module.), legacy layout as
   # its 2020 releases.
-  net = resnet18(); net.fc = nn.Identity()
-  net.projection_head = nn.Sequential(nn.Linear(512, 64), nn.BatchNorm1d(64), nn.ReLU(),
+  # A ResNet-50 as the releases: bottleneck blocks, a projection in every stage's first unit.
+  net = torchvision.models.resnet50(); net.fc = nn.Identity()
+  net.projection_head = nn.Sequential(nn.Linear(2048, 64), nn.BatchNorm1d(64), nn.ReLU(),
                                       nn.Linear(64, 16))
   net.prototypes = nn.Linear(16, 30, bias=False)
   randomize_norms(net)
@@ -102,7 +103,10 @@ with torch.no_grad():
   ref["dino_default"] = feats.numpy()
   ref["dino_proj"] = nn.functional.normalize(teacher.head.mlp(feats), dim=-1).numpy()
   ref["dino_scores"] = teacher.head(feats).numpy()
-  ref["dino_student_default"] = parts["student"].backbone(x).numpy()
+  student = parts["student"]
+  ref["dino_student_default"] = student.backbone(x).numpy()
+  ref["dino_student_proj"] = nn.functional.normalize(student.head.mlp(student.backbone(x)),
+                                                     dim=-1).numpy()
   center = torch.randn(1, 40)
   ref["dino_center"] = center.numpy()
   ddp = lambda sd: collections.OrderedDict(("module." + k, v) for k, v in sd.items())
@@ -181,6 +185,13 @@ with torch.no_grad():
   ref["cifar_images"], ref["wrn_default"], ref["wrn_proj"] = cifar, feats.numpy(), wrn.fc(feats).numpy()
   torch.save({"encoder": {"module." + k: v for k, v in wrn.state_dict().items()}, "epoch": 600},
              f"{out}/paws_wrn.pth.tar")
+  # Files that are not what --from says: a fine-tuned PAWS model (fc = fc1-bn1-fc2 with a
+  # class per output) and a pickle of something other than a state dict.
+  net = resnet18()
+  net.fc = Seq(("fc1", nn.Linear(512, 512)), ("bn1", nn.BatchNorm1d(512)), ("relu1", nn.ReLU()),
+               ("fc2", nn.Linear(512, 10)))
+  torch.save({"encoder": net.state_dict(), "epoch": 20}, f"{out}/paws_finetuned.pth.tar")
+  torch.save([1, 2, 3], f"{out}/a_list.pth")
 np.savez(f"{out}/reference.npz", **ref)
 """
 
@@ -208,7 +219,7 @@ def converted(releases, tmp_path_factory):
   out, _ = releases
   dirs = tmp_path_factory.mktemp("modules")
   jobs = {"tv": ("torchvision_resnet", "tv_resnet18.pth", "resnet18_v1"),
-          "swav": ("swav", "swav.pth.tar", "resnet18_v1"),
+          "swav": ("swav", "swav.pth.tar", "resnet50_v1"),
           "dino": ("dino", "dino_full.pth", "resnet18_v1"),
           "vit": ("dino", "dino_vits16.pth", "vit_s16"),
           "paws": ("paws", "paws.pth.tar", "resnet18_v1"),
@@ -294,10 +305,10 @@ def test_timm_vit_with_its_head_on_minus_one_one_inputs(releases, converted):
   assert export_lib.read_module_info(converted["timm"])["config"]["input_normalization"] == ""
 
 
-def _initialised(method_name, module_dir, **fields):
+def _initialised(method_name, module_dir, model, **fields):
   """A method of the converted module's architecture, --init_from the module."""
   method_cls = methods.get_method(method_name)
-  config = config_lib.build_config(method_cls, model="resnet18_v1", image_size=224,
+  config = config_lib.build_config(method_cls, model=model, image_size=224,
                                    input_normalization="imagenet", **fields)
   method = method_cls(config, 10, 224)
   method.build()
@@ -309,7 +320,8 @@ def _initialised(method_name, module_dir, **fields):
 
 def test_suave_starts_from_swav_with_its_projection(releases, converted):
   _, ref = releases
-  method = _initialised("suave", converted["swav"], init_projection=True, proj_hidden_dim=64,
+  method = _initialised("suave", converted["swav"], "resnet50_v1", init_projection=True,
+                        proj_hidden_dim=64,
                         proj_out_dim=16, queue_length=0)
   features = method.backbone(ref["images"], training=False)["default"].numpy()
   assert_relative_close(features, ref["swav_default"])
@@ -319,7 +331,11 @@ def test_suave_starts_from_swav_with_its_projection(releases, converted):
 
 def test_daino_starts_from_dino_student(releases, converted):
   _, ref = releases
-  method = _initialised("daino", converted["dino"], proj_hidden_dim=32, proj_out_dim=8)
+  method = _initialised("daino", converted["dino"], "resnet18_v1", init_projection=True,
+                        proj_hidden_dim=32, proj_out_dim=8)
+  for teacher in (False, True):
+    _, embeddings, _ = method.head_outputs(ref["images"], training=False, teacher=teacher)
+    assert_relative_close(embeddings.numpy(), ref["dino_student_proj"])
   for network in (method.student, method.teacher):
     assert_relative_close(network(ref["images"], training=False)["default"].numpy(),
                           ref["dino_student_default"])
@@ -330,6 +346,12 @@ def test_init_from_a_converted_module_needs_its_input_normalization(converted):
                                    init_from=converted["tv"])
   with pytest.raises(UserError, match="--config.input_normalization=imagenet"):
     experiment.resolve(config)
+
+
+def test_init_from_a_converted_module_with_its_input_normalization(converted):
+  config = config_lib.build_config(methods.get_method("supervised"), model="resnet18_v1",
+                                   init_from=converted["tv"], input_normalization="imagenet")
+  assert experiment.resolve(config).init_checkpoint.startswith(converted["tv"])
 
 
 def test_eval_hub_scores_a_converted_module(converted, tmp_path):
@@ -344,10 +366,13 @@ def test_eval_hub_scores_a_converted_module(converted, tmp_path):
 @pytest.mark.parametrize("fmt,file,model,expected", [
     ("torchvision_resnet", "tv_resnet18.pth", "resnet50_v1", "ResNet-18 x1.*resnet18_v1"),
     ("torchvision_resnet", "tv_resnet18.pth", "resnet18_v2", "post-activation"),
-    ("torchvision_resnet", "swav.pth.tar", "resnet18_v1", "projection_head.0.bias"),
+    ("torchvision_resnet", "swav.pth.tar", "resnet50_v1", "projection_head.0.bias"),
     ("dino", "dino_vits16.pth", "vit_b16", "ViT-S/16.*vit_s16"),
     ("dino", "dino_vits16.pth", "resnet18_v1", "ViT-S/16.*use --model=vit_s16"),
     ("paws", "paws_wrn.pth.tar", "resnet50_v1", "WRN-28-2.*wide_resnet28_2_suncet"),
+    ("paws", "paws_finetuned.pth.tar", "resnet18_v1", "a fine-tuned PAWS model"),
+    ("paws", "tv_resnet18.pth", "resnet18_v1", "no PAWS projection head.*Check --from"),
+    ("torchvision_resnet", "a_list.pth", "resnet18_v1", "holds no state dict of tensors"),
 ])
 def test_a_file_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, file, model,
                                                    expected):
@@ -355,6 +380,17 @@ def test_a_file_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, file,
   with pytest.raises(UserError, match=expected):
     convert.convert(fmt, str(out / file), model, str(tmp_path / "module"))
   assert not (tmp_path / "module").exists()
+
+
+def test_timm_vit_needs_to_be_told_its_input_normalization(releases, tmp_path):
+  out, _ = releases
+  with pytest.raises(UserError, match="pass --input_normalization"):
+    convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s16", str(tmp_path / "m"))
+
+
+def test_remote_checkpoints_are_refused_with_what_to_do(tmp_path):
+  with pytest.raises(UserError, match="read local files; copy it here first"):
+    convert.convert("swav", "gs://bucket/swav.pth.tar", "resnet50_v1", str(tmp_path / "m"))
 
 
 def test_convert_refuses_to_overwrite_a_module(releases, converted):

@@ -17,12 +17,13 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
                       (student, teacher, head and centre)
   paws                suncet's PAWS checkpoints: encoder (ResNet-50, or the CIFAR-10
                       WRN-28-2), projection and prediction heads
-  timm_vit            a timm VisionTransformer state dict (its `head` becomes `logits`;
-                      --input_normalization=inception for the ViTs trained on [-1, 1])
+  timm_vit            a timm VisionTransformer state dict (its `head` becomes `logits`);
+                      --input_normalization says what the weights were trained on
 
-Every key of the file must find its variable and every variable its key; otherwise one
-message names the first keys that did not match and what the file looks like, before
-anything is written.
+Every key of the file must find its variable and every variable its key (but DINO's
+centre, which starts at zero where a checkpoint lacks `dino_loss`); otherwise one message
+names the first keys that did not match and what the file looks like, before anything is
+written.
 """
 
 import dataclasses
@@ -37,6 +38,7 @@ from absl import flags
 
 from tfssl import cli
 from tfssl import config as config_lib
+from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import methods
 from tfssl import models
@@ -50,12 +52,15 @@ from tfssl.models import vit as vit_lib
 from tfssl.registry import Registry
 
 FORMATS = Registry("checkpoint format")
-# Every PyTorch release here was trained on ImageNet at 224 px, torchvision-standardised.
+# The ImageNet releases: 224 px, torchvision's mean/std (timm's ViTs vary: their planner
+# asks; PAWS's CIFAR-10 WRN standardises its input itself).
 _TORCH_RELEASE = dict(dataset="imagenet", image_size=224, input_normalization="imagenet")
 _IMAGENET_CLASSES = 1000
-# --input_normalization: timm's names of the two standardisations PyTorch releases use,
-# as tfssl's input_normalization values ("": the models' own [-1, 1]).
-INPUT_NORMALIZATIONS = {"imagenet": "imagenet", "inception": ""}
+# --input_normalization (timm's names of the two standardisations PyTorch releases use) ->
+# tfssl's input_normalization values ("": the models' own [-1, 1]).
+NORMALIZATION_FLAG_VALUES = {"imagenet": "imagenet", "inception": ""}
+# Formats whose files do not say which standardisation their weights were trained with.
+_NORMALIZATION_REQUIRED = ("timm_vit",)
 BACKBONE_ONLY = "backbone"  # module_info's method of a module that holds only a backbone
 _PAWS_WRN = "wide_resnet28_2_suncet"
 # PAWS's CIFAR-10 WRN standardises its input itself (suncet's data_manager's Normalize).
@@ -75,26 +80,28 @@ class Plan:
 
 
 def describe_backbone(state, prefix):
-  """(what the backbone under `prefix` looks like, the tfssl model it converts to or None)."""
+  """(what the backbone under `prefix` looks like, the tfssl model it converts to or None,
+  that model's width multiplier)."""
   depth, widen, text = torch_names.describe_wide_resnet(state, prefix)
   if depth is not None:
-    return text, _PAWS_WRN if (depth, widen) == (28, 2) else None
-  depth, _, text = torch_names.describe_resnet(state, prefix)
+    return text, _PAWS_WRN if (depth, widen) == (28, 2) else None, 1.0
+  depth, width, text = torch_names.describe_resnet(state, prefix)
   if text is not None:
-    return text, f"resnet{depth}_v1" if depth else None
+    return text, f"resnet{depth}_v1" if depth else None, width
   width, depth, patch, text = torch_names.describe_vit(state, prefix)
   if text is not None:
     fits = [name for name, (dim, blocks, _, size) in vit_lib.REGISTERED.items()
             if (dim, blocks, size) == (width, depth, patch)]
-    return text, fits[0] if fits else None
+    return text, fits[0] if fits else None, 1.0
   keys = state.keys(prefix)
-  return f"no backbone tfssl knows under {prefix!r} (keys: {torch_names.first_few(keys)})", None
+  return (f"no backbone tfssl knows under {prefix!r} (keys: {torch_names.first_few(keys)})",
+          None, None)
 
 
 def _backbone_arrays(state, prefix, model):
   """({path: array}, model width, description) of the backbone under `prefix`, checked
   against the architecture `model` names."""
-  text, fits = describe_backbone(state, prefix)
+  text, fits, width = describe_backbone(state, prefix)
   if fits is None or fits.split("_v")[0] != model.split("_v")[0]:
     hint = f": use --model={fits}" if fits else ", which no tfssl model is"
     raise UserError(f"{state.source} does not fit --model={model}: it holds {text}{hint}. "
@@ -104,12 +111,11 @@ def _backbone_arrays(state, prefix, model):
                     f"torchvision-layout ResNets are post-activation: use --model={fits}. "
                     "Nothing was written.")
   if model in resnet_lib.MODEL_NAMES:
-    _, width, _ = torch_names.describe_resnet(state, prefix)
     return torch_names.resnet_arrays(state, prefix), width, text
   if model in vit_lib.MODEL_NAMES:
     heads = vit_lib.REGISTERED[model][2]
-    return torch_names.vit_arrays(state, heads, prefix), 1.0, text
-  return torch_names.wide_resnet_arrays(state, prefix), 1.0, text
+    return torch_names.vit_arrays(state, heads, prefix), width, text
+  return torch_names.wide_resnet_arrays(state, prefix), width, text
 
 
 def _state_dict(obj, source, *candidates):
@@ -126,17 +132,22 @@ def _state_dict(obj, source, *candidates):
   return StateDict(torch_names.strip_module_prefix(obj), source)
 
 
-@FORMATS.register("torchvision_resnet")
-def plan_torchvision_resnet(obj, source, model):
-  state = _state_dict(obj, source, "state_dict", "model")
+def _classifier_or_backbone(state, model, head_key):
+  """A supervised module (`head_key`'s linear layer as `logits`) or, without that layer, a
+  backbone-only one."""
   arrays, width, text = _backbone_arrays(state, "", model)
   fields = dict(_TORCH_RELEASE, model=model, model_width=width)
-  if state.has("fc.weight"):
-    head = torch_names.classifier_arrays(state, "fc")
-    return Plan("supervised", fields, head["dense/kernel"].shape[1],
-                {"backbone": arrays, "head": head}, f"{text} with a {head['dense/bias'].size}-"
-                "class fc", state)
-  return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+  if not state.has(f"{head_key}.weight"):
+    return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+  head = torch_names.classifier_arrays(state, head_key)
+  return Plan("supervised", fields, head["dense/kernel"].shape[1],
+              {"backbone": arrays, "head": head},
+              f"{text} with a {head['dense/bias'].size}-class {head_key}", state)
+
+
+@FORMATS.register("torchvision_resnet")
+def plan_torchvision_resnet(obj, source, model):
+  return _classifier_or_backbone(_state_dict(obj, source, "state_dict", "model"), model, "fc")
 
 
 @FORMATS.register("swav")
@@ -170,9 +181,13 @@ def plan_dino(obj, source, model):
   # MultiCropWrapper(backbone, head), the student always and the teacher of ResNets in DDP.
   merged = {}
   for part in ("teacher", "student"):
+    if not isinstance(obj[part], dict):
+      raise UserError(f"{source}: its {part!r} is a {type(obj[part]).__name__}, not the state "
+                      "dict main_dino.py saves. Nothing was written.")
     for key, value in torch_names.strip_module_prefix(obj[part]).items():
       merged[f"{part}.{key}"] = value
-  center = obj.get("dino_loss", {}).get("center") if isinstance(obj.get("dino_loss"), dict) else None
+  loss_state = obj.get("dino_loss")
+  center = loss_state.get("center") if isinstance(loss_state, dict) else None
   state = StateDict(merged, source)
   arrays = {}
   for part, prefix in (("teacher", ""), ("student", "student_")):
@@ -182,7 +197,7 @@ def plan_dino(obj, source, model):
                    prefix + "prototypes": prototypes})
   num_prototypes = prototypes["magnitude"].size
   if center is not None:
-    arrays["center"] = {"value": np.asarray(center, np.float32).reshape(1, num_prototypes)}
+    arrays["center"] = {"value": np.asarray(center, np.float32)}
   args = obj.get("args")
   fields = dict(_TORCH_RELEASE, model=model, model_width=width, num_prototypes=num_prototypes,
                 proj_hidden_dim=projection["fc1/kernel"].shape[1],
@@ -219,23 +234,14 @@ def plan_timm_vit(obj, source, model):
   """A timm VisionTransformer state dict (class-token pooling): the ViT and, where it has
   one, its classifier `head` as `logits`."""
   state = _state_dict(obj, source, "state_dict", "model", "state_dict_ema")
-  arrays, width, text = _backbone_arrays(state, "", model)
-  fields = dict(_TORCH_RELEASE, model=model, model_width=width)
-  if state.has("head.weight"):
-    head = torch_names.classifier_arrays(state, "head")
-    return Plan("supervised", fields, head["dense/kernel"].shape[1],
-                {"backbone": arrays, "head": head}, f"{text} with a {head['dense/bias'].size}-"
-                "class head", state)
-  return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": arrays}, text, state)
+  return _classifier_or_backbone(state, model, "head")
 
 
 def read_checkpoint(path):
   """The object a PyTorch file holds, its arrays as numpy."""
-  if not os.path.exists(path):
-    raise UserError(f"--checkpoint {path} does not exist. Pass the downloaded release file.")
-  if os.path.isdir(path):
-    raise UserError(f"--checkpoint {path} is a directory; the PyTorch formats read one file "
-                    "(.pth, .pth.tar).")
+  if "://" in path:
+    raise UserError(f"--checkpoint {path}: the PyTorch formats read local files; copy it "
+                    "here first (gsutil cp, or download the release).")
   return pth.load_pth(path)
 
 
@@ -314,25 +320,31 @@ def convert(source_format, checkpoint, model, out, input_normalization=None):
   """Writes the module of `checkpoint` (a release in `source_format`) to `out`.
 
   `input_normalization`: the standardisation the weights were trained with, a key of
-  INPUT_NORMALIZATIONS; None: the format's (torchvision's ImageNet mean/std for PyTorch
-  releases; timm's ViTs vary: "inception" for the original ViTs' [-1, 1]).
+  NORMALIZATION_FLAG_VALUES; None: the format's (torchvision's ImageNet mean/std for the
+  ImageNet releases), which timm_vit does not have.
   """
   planner = FORMATS.get(source_format)
   models.MODELS.get(model)
-  if input_normalization is not None and input_normalization not in INPUT_NORMALIZATIONS:
-    raise UserError(f"--input_normalization={input_normalization} is not one of "
-                    f"{', '.join(INPUT_NORMALIZATIONS)}.")
+  choices = ", ".join(NORMALIZATION_FLAG_VALUES)
+  if input_normalization is not None and input_normalization not in NORMALIZATION_FLAG_VALUES:
+    raise UserError(f"--input_normalization={input_normalization} is not one of {choices}.")
+  if input_normalization is None and source_format in _NORMALIZATION_REQUIRED:
+    raise UserError(f"--from={source_format}: the file does not say how its weights' inputs "
+                    f"were standardised; pass --input_normalization ({choices}: timm's "
+                    "IMAGENET_DEFAULT (DeiT...) or IMAGENET_INCEPTION mean/std (the original "
+                    "ViTs), as the model's pretrained_cfg says).")
+  experiment.check_paths([(out, "--out")])
   if tf.io.gfile.exists(os.path.join(out, "saved_model.pb")):
     raise UserError(f"--out {out} already holds a module; pass a new directory (nothing was "
                     "overwritten).")
   plan = planner(read_checkpoint(checkpoint), checkpoint, model)
   if input_normalization is not None:
-    plan.fields["input_normalization"] = INPUT_NORMALIZATIONS[input_normalization]
+    plan.fields["input_normalization"] = NORMALIZATION_FLAG_VALUES[input_normalization]
   method, config = build_method(plan)
   assign(method, plan, model)
   info = dict(method=plan.method, model=model, dataset=config.dataset, dataset_dir="",
               labels="all", image_size=config.image_size, num_classes=plan.num_classes,
-              step=0, config=config.to_dict(),
+              step=0, config=dict(config.to_dict(), method=plan.method),
               converted_from=dict(file=os.path.abspath(checkpoint), format=source_format,
                                   sha256=sha256(checkpoint), description=plan.description))
   return export_lib.export_hub_module(method, out, info)

@@ -192,11 +192,13 @@ def check_input_normalization(config, checkpoint_path):
   theirs = saved.get("input_normalization", "")
   if theirs != config.input_normalization:
     describe = lambda value: f"input_normalization={value!r}" if value else "the model's own"
+    fix = (f"add --config.input_normalization={theirs}" if theirs else
+           f"drop --config.input_normalization={config.input_normalization}")
     raise UserError(
         f"--init_from {config.init_from} was trained on inputs standardised as "
         f"{describe(theirs)}, this run's backbone standardises them as "
-        f"{describe(config.input_normalization)}: add "
-        f"--config.input_normalization={theirs} so the weights see what they learnt on.")
+        f"{describe(config.input_normalization)}: {fix} so the weights see what they "
+        "learnt on.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

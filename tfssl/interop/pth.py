@@ -360,10 +360,14 @@ def _load(path):
   with open(path, "rb") as f:
     head = f.read(512)
     f.seek(0)
-    is_zip = zipfile.is_zipfile(f)
-    f.seek(0)
+    # As torch decides: a local file header at the start. zipfile.is_zipfile would search
+    # the end for an end-of-archive record, which a legacy file's bytes may happen to hold.
+    is_zip = head.startswith(b"PK\x03\x04")
     try:
       if is_zip:
+        if not zipfile.is_zipfile(f):
+          raise _Unreadable(_describe_file(path, head, b""))
+        f.seek(0)
         with zipfile.ZipFile(f) as archive:
           return _load_zip(archive)
       if head.startswith(b"\x80") and _starts_with_magic_number(f):

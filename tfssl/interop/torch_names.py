@@ -241,10 +241,13 @@ def paws_head_arrays(state, prefix=""):
   """({projection path: array}, {prediction path: array} or None) of suncet's encoder.fc
   (fc1-bn1-relu1-fc2-bn2-relu2-fc3) and encoder.pred (bn1-fc1-bn2-relu-fc2)."""
   if not state.has(prefix + "fc.fc3.weight"):
-    raise UserError(
-        f"{state.source} has no PAWS projection head fc.fc1..fc3: a fine-tuned PAWS model "
-        "(fc.fc1-bn1-fc2 with a class per output) is not converted yet, only the pretrained "
-        "checkpoints (paws_imgnt_*percent_*ep.pth.tar). Nothing was written.")
+    if state.has(prefix + "fc.fc2.weight"):
+      raise UserError(
+          f"{state.source} is a fine-tuned PAWS model (fc.fc1-bn1-fc2, a class per output), "
+          "which is not converted yet: only the pretrained checkpoints "
+          "(paws_imgnt_*percent_*ep.pth.tar). Nothing was written.")
+    raise UserError(f"{state.source} has no PAWS projection head (encoder.fc.fc1..fc3): is it "
+                    "a PAWS checkpoint? Check --from. Nothing was written.")
   projection = {}
   for layer in ("fc1", "fc2", "fc3"):
     projection.update(_dense(state, f"{prefix}fc.{layer}", layer))
@@ -265,8 +268,8 @@ def dino_head_arrays(state, prefix):
   DINOHead (mlp: Linear[-BN]-GELU-Linear[-BN]-GELU-Linear; last_layer: weight-normed)."""
   batch_norm = state.has(prefix + "mlp.1.running_mean")
   linears = (0, 3, 6) if batch_norm else (0, 2, 4)
-  if not state.has(f"{prefix}mlp.{linears[2]}.weight") or state.has(
-      f"{prefix}mlp.{linears[2] + 1}.weight"):
+  indices = {int(key[len(prefix + "mlp."):].split(".")[0]) for key in state.keys(prefix + "mlp.")}
+  if not state.has(f"{prefix}mlp.{linears[2]}.weight") or max(indices) > linears[2]:
     raise UserError(f"{state.source}: the DINO head under {prefix!r} is not the default "
                     "3-layer MLP (nlayers=3), the only one tfssl's dino builds.")
   projection = {}
