@@ -380,7 +380,10 @@ class ForeignModule:
                  *self.input_range)
 
   def _default_signature(self, is_tfssl):
-    if is_tfssl and CALL in self._endpoints:
+    call = self._endpoints.get(CALL)
+    # A __call__(images, training) is the Reusable SavedModel's way in (tfssl's modules
+    # without module_info.json too): unlike a signature, it fine-tunes in training mode.
+    if call is not None and (is_tfssl or (call.takes_training and call.takes_one_image())):
       return CALL
     signatures = [name for name in self._endpoints if name != CALL]
     for name in ("serving_default", "default"):
