@@ -12,8 +12,9 @@ import ml_collections
 
 from tfssl.errors import UserError
 
-# Keys that decide the shapes of the variables in a checkpoint: resuming a workdir
-# with other values would restore the wrong tensors (or fail half-way).
+# Keys that decide the shapes of the variables in a checkpoint, or what they compute
+# (input_normalization): resuming a workdir with other values would restore the wrong
+# tensors, fail half-way, or feed the weights inputs they were not trained on.
 STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset", "num_classes_override",
                    "input_normalization")
 

@@ -20,8 +20,10 @@
 # checkpoint's student backbone (main_daino.py loads the checkpoint's "student") into the
 # student and copies it into the teacher; head and class prototypes start new, as in the
 # original. Daino's accuracy rests on that run: check its k-NN / linear top-1 against DINO's
-# published 74.5% / 77.0% first. Starting from the released checkpoint itself needs a
-# PyTorch-checkpoint converter (separate work).
+# published 74.5% / 77.0% first. Or start from the released checkpoint itself: INIT=the
+# module of `python -m tfssl.convert --from=dino --model=vit_s16 --out=DIR
+# --checkpoint=dino_deitsmall16_pretrain_full_checkpoint.pth` (its student is loaded), and
+# pass --config.input_normalization=imagenet.
 # Training: ViT-S/16 (width 384, 12 blocks, 6 heads). Every step: 512 labelled images (32
 # per GPU on 16 GPUs; random-resized crop at 224, area 0.08-1, flip, colour jitter
 # 0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2) and 1024 unlabelled images (64 per GPU), each

@@ -19,8 +19,9 @@
 # same published recipe (swav_800ep_pretrain.sh) run with tfssl's swav method. --init_from
 # loads its backbone only; projection and class prototypes start new, as in the original.
 # Suave's accuracy rests on that run: check its linear top-1 against SwAV's published 75.3%
-# first. Starting from the released checkpoint itself needs a PyTorch-checkpoint converter
-# (separate work).
+# first. Or start from the released checkpoint itself: INIT=the module of
+# `python -m tfssl.convert --from=swav --checkpoint=swav_800ep_pretrain.pth.tar
+# --model=resnet50_v1 --out=DIR`, and pass --config.input_normalization=imagenet.
 # Training: ResNet-50 v1 (SwAV's torchvision ResNet-50). Every step: 128 labelled images (16
 # per GPU on 8 GPUs; random-resized crop at 224, area 0.08-1, flip, colour jitter
 # 0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2) and 256 unlabelled images (32 per GPU), each as

@@ -26,7 +26,8 @@ vgg.register_all(MODELS)
 vit.register_all(MODELS)
 
 # Standardisations of the [0, 1] input a backbone can be built with instead of its own
-# ([-1, 1]): "imagenet" is torchvision's, which every PyTorch release was trained with.
+# ([-1, 1]): "imagenet" is torchvision's, which the PyTorch ImageNet releases (torchvision,
+# SwAV, DINO, PAWS, DeiT) were trained with.
 INPUT_NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 _STANDARDIZABLE = resnet.MODEL_NAMES + vit.MODEL_NAMES
 
