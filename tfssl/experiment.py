@@ -5,7 +5,6 @@ is built and before anything is written to the workdir.
 """
 
 import dataclasses
-import json
 import os
 from typing import Any, Optional
 
@@ -178,10 +177,7 @@ def _saved_config(checkpoint_path):
     module_dir = checkpoint_path[:-len(export.MODULE_VARIABLES)]
     return export.read_module_info(module_dir).get("config")
   path = os.path.join(os.path.dirname(os.path.dirname(checkpoint_path)), "config.json")
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return read_config_json(path) if tf.io.gfile.exists(path) else None
 
 
 def check_input_normalization(config, checkpoint_path):
@@ -207,14 +203,21 @@ def check_batch_divides(batch_size, num_replicas, what="batch_size"):
                     f"use a multiple of {num_replicas}.")
 
 
+def read_config_json(path):
+  """A workdir's recorded config; one UserError if the file does not parse."""
+  return export.read_json_record(
+      path, "it was cut short or damaged. Restore it from a copy, or move it aside and "
+      "rerun: the run records its config again and resumes from its checkpoints (one of "
+      "another method or model is still refused). Nothing was changed.")
+
+
 def check_workdir(workdir, config):
   """Refuses a workdir whose run has another method/model/dataset; returns its saved config."""
   path_exists(workdir, "--workdir")  # one clear message if it cannot be reached at all
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
     return None
-  with tf.io.gfile.GFile(path) as f:
-    saved = json.load(f)
+  saved = read_config_json(path)
   mismatch = config_lib.structural_mismatch(saved, config)
   if mismatch:
     details = ", ".join(f"{k}: workdir has {a!r}, this run asks for {b!r}"

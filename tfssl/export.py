@@ -92,8 +92,30 @@ def resolve_module_dir(path):
 
 
 def read_module_info(module_dir):
+  """The module's `module_info.json` ({} if it has none)."""
   path = os.path.join(module_dir, MODULE_INFO)
   if not tf.io.gfile.exists(path):
     return {}
+  return read_json_record(
+      path, "the export was cut short or the file damaged. Rerun the training command of "
+      "its workdir, which exports that step again, or move the file aside and pass "
+      "--dataset (and --config.image_size) to evaluate the module without it.")
+
+
+def read_json_record(path, advice):
+  """A JSON file a run wrote (config.json, module_info.json); one UserError naming it,
+  why it does not parse and `advice` if it does not."""
   with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise UserError(f"{path} cannot be read ({e}): {advice}") from e
+
+
+def has_module_info(module_dir):
+  """Whether the module's export finished: its `module_info.json` (written last) reads."""
+  try:
+    return bool(read_module_info(module_dir))
+  except UserError:
+    return False

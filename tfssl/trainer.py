@@ -62,11 +62,58 @@ def _write_json(path, obj):
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
-def _read_json(path, default):
+def checkpoint_damage(path):
+  """Why the checkpoint at `path` cannot be read (its index, a shard, a tensor's bytes), or
+  None if every tensor in it reads: then a failed restore means it is another run's."""
+  try:
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except (ValueError, IndexError, RuntimeError, tf.errors.OpError) as e:
+    return f"{e.__class__.__name__}: {str(e).strip().splitlines()[0][:200]}"
+  return None
+
+
+def read_eval_results(path):
+  """The --run_eval results recorded in `path` ({} if there are none). An unreadable file
+  (cut short, damaged) is copied aside and the steps whose results still parse are kept,
+  so the evaluator starts a new file rather than losing them or stopping."""
   if not tf.io.gfile.exists(path):
-    return default
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    return {}
+  with tf.io.gfile.GFile(path, "rb") as f:
+    raw = f.read()
+  try:
+    return json.loads(raw)
+  except ValueError as e:
+    copy = f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    tf.io.gfile.copy(path, copy, overwrite=True)
+    kept = _complete_entries(raw.decode("utf-8", errors="replace"))
+    logging.warning("%s cannot be read (%s): copied it to %s and kept the results of steps "
+                    "%s; steps without results are evaluated again.", path, e, copy,
+                    ", ".join(kept) or "none")
+    return kept
+
+
+def _complete_entries(text):
+  """The "key": value pairs of a JSON object cut short that parse whole, in order."""
+  decoder, entries, position = json.JSONDecoder(), {}, text.find("{") + 1
+  while position > 0:
+    try:
+      key, position = decoder.raw_decode(text, _skip_blank(text, position, ","))
+      position = _skip_blank(text, position, ":")
+      value, position = decoder.raw_decode(text, _skip_blank(text, position))
+    except (ValueError, IndexError):
+      break
+    if isinstance(key, str):
+      entries[key] = value
+  return entries
+
+
+def _skip_blank(text, position, separator=""):
+  """Past whitespace and one `separator` (if given and present) from `position`."""
+  while position < len(text) and text[position] in " \t\r\n" + separator:
+    position += 1
+  return position
 
 
 def make_train_dataset_fn(exp, method):
@@ -185,23 +232,42 @@ class Trainer:
     return int(self.optimizer.iterations.numpy())
 
   def restore(self):
-    latest = self.manager.latest_checkpoint
-    if not latest:
+    """Resumes from the newest checkpoint that can be read (an unreadable one, cut short or
+    damaged, is logged and the next older one tried); returns the step it resumed at."""
+    newest_first = list(reversed(self.manager.checkpoints))
+    if not newest_first:
       if self.exp.init_checkpoint:
         initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
         self.method.after_initialize()
         if self.ema:  # the average starts at the starting weights, not the random ones
           self.ema.reset()
       return 0
-    try:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise UserError(
-          f"Checkpoint {latest} does not match this run's method/model ({e.__class__.__name__}: "
-          f"{str(e).splitlines()[0][:300]}). Use a new --workdir or the original config. "
-          "Nothing was changed.") from e
-    logging.info("Resumed from %s at step %d.", latest, self.step)
-    return self.step
+    damaged = []
+    for path in newest_first:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+        reason = checkpoint_damage(path)
+        if reason is None:
+          raise UserError(
+              f"Checkpoint {path} does not match this run's method/model "
+              f"({e.__class__.__name__}: {str(e).splitlines()[0][:300]}). Use a new --workdir "
+              "or the original config. Nothing was changed.") from e
+        logging.warning("Checkpoint %s cannot be read (%s); trying the one before it. Its "
+                        "files are left as they are.", path, reason)
+        damaged.append(f"{os.path.basename(path)} ({reason})")
+        continue
+      if damaged:
+        logging.warning("Resumed from %s at step %d: the newer %s could not be read.", path,
+                        self.step, ", ".join(damaged))
+      else:
+        logging.info("Resumed from %s at step %d.", path, self.step)
+      return self.step
+    raise UserError(
+        f"No checkpoint in {self.paths['checkpoints']} can be read: {'; '.join(damaged)}. "
+        "They were cut short or damaged (a copy or upload interrupted, a bucket object "
+        "lost). Restore them from a copy, or move the checkpoints directory aside to train "
+        "from step 0. Nothing was deleted.")
 
   def _train_loop_fn(self):
     strategy, method, optimizer, ema = self.strategy, self.method, self.optimizer, self.ema
@@ -268,9 +334,9 @@ class Trainer:
     start_step = self.restore()
     if start_step >= exp.total_steps:
       logging.info("Workdir already trained to step %d (of %d).", start_step, exp.total_steps)
-      # The module's info is written last: an export cut short by preemption is redone.
-      if not tf.io.gfile.exists(os.path.join(self.paths["export"], str(start_step),
-                                             export_lib.MODULE_INFO)):
+      # The module's info is written last: an export cut short by preemption (or whose
+      # info was damaged) is redone.
+      if not export_lib.has_module_info(os.path.join(self.paths["export"], str(start_step))):
         self.export()
       return {}
     dataset_fn = make_train_dataset_fn(exp, self.method)
@@ -513,7 +579,7 @@ class Evaluator:
 
   def follow(self):
     """Evaluates each new checkpoint once until the final step (or the timeout)."""
-    results = _read_json(self.paths["eval_results"], {})
+    results = read_eval_results(self.paths["eval_results"])
     writer = tf.summary.create_file_writer(self.paths["eval_summaries"])
     tf.io.gfile.makedirs(os.path.dirname(self.paths["eval_results"]))
     for path in tf.train.checkpoints_iterator(
@@ -521,6 +587,10 @@ class Evaluator:
         timeout=self.config.eval_timeout_seconds):
       step = int(path.rsplit("-", 1)[-1])
       if str(step) not in results:
+        damage = checkpoint_damage(path)
+        if damage:
+          logging.warning("Checkpoint %s cannot be read (%s): not evaluated.", path, damage)
+          continue
         metrics = self.evaluate(path)
         if not metrics:
           logging.warning("Method %s has no classifier to evaluate with --run_eval; "

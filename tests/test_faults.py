@@ -1,0 +1,104 @@
+"""What preemptible machines and shared buckets do to a workdir: a checkpoint cut short or
+damaged, a damaged record of the config, of the evaluations or of an export. Each ends in
+a resumed run or one clear message, and nothing already written is lost."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from tests.helpers import tiny_config
+from tfssl import eval_hub
+from tfssl import export as export_lib
+from tfssl import trainer
+from tfssl.errors import UserError
+
+
+def _cut_in_half(path):
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+
+
+def _data_files(workdir, step):
+  return glob.glob(os.path.join(workdir, "checkpoints", f"ckpt-{step}.data-*"))
+
+
+@pytest.fixture
+def trained_20(tmp_path):
+  """A tiny run trained to step 20 with checkpoints at 10 and 20."""
+  trainer.train(tiny_config("supervised", "train_steps=20"), str(tmp_path))
+  return str(tmp_path)
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(trained_20):
+  for path in _data_files(trained_20, 20):
+    _cut_in_half(path)
+  resumed = trainer.train(tiny_config("supervised", "train_steps=30"), trained_20)
+  assert resumed.history[0][0] == 15  # the first host loop after step 10: ckpt-10 restored
+  assert resumed.step == 30
+  # The schedule resumed where ckpt-10 left it: its learning rate is that of step 10's.
+  assert int(resumed.optimizer.iterations.numpy()) == 30
+
+
+def test_every_checkpoint_damaged_is_one_message_and_nothing_is_deleted(trained_20):
+  for step in (10, 20):
+    for path in _data_files(trained_20, step):
+      _cut_in_half(path)
+  os.remove(os.path.join(trained_20, "checkpoints", "ckpt-10.index"))  # a lost object
+  before = sorted(os.listdir(os.path.join(trained_20, "checkpoints")))
+  with pytest.raises(UserError, match=r"No checkpoint .* can be read: ckpt-20 \(.*\); "
+                                      r"ckpt-10 \(.*\).*Nothing was deleted"):
+    trainer.train(tiny_config("supervised", "train_steps=30"), trained_20)
+  assert sorted(os.listdir(os.path.join(trained_20, "checkpoints"))) == before
+
+
+def test_a_checkpoint_of_another_model_keeps_its_own_message(trained_20):
+  # Without config.json to compare with, the checkpoint itself shows the other model.
+  os.remove(os.path.join(trained_20, "config.json"))
+  with pytest.raises(UserError, match="does not match this run's method/model"):
+    trainer.train(tiny_config("supervised", "train_steps=30", "model_width=0.125"),
+                  trained_20)
+
+
+def test_a_damaged_config_json_is_named_and_kept(trained_20):
+  path = os.path.join(trained_20, "config.json")
+  with open(path) as f:
+    damaged = f.read()[:40]
+  with open(path, "w") as f:
+    f.write(damaged)
+  with pytest.raises(UserError, match="config.json cannot be read.*move it aside and rerun"):
+    trainer.train(tiny_config("supervised", "train_steps=30"), trained_20)
+  with open(path) as f:
+    assert f.read() == damaged
+
+
+def test_damaged_eval_results_are_copied_aside_and_their_whole_steps_kept(trained_20):
+  config = tiny_config("supervised", "train_steps=20", "eval_poll_seconds=0",
+                       "eval_timeout_seconds=1")
+  results_path = os.path.join(trained_20, "eval", "results.json")
+  os.makedirs(os.path.dirname(results_path))
+  finished = {"5": {"step": 5, "top1": 0.5}, "10": {"step": 10, "top1": 0.6}}
+  text = json.dumps(finished, indent=2)
+  with open(results_path, "w") as f:
+    f.write(text[:text.index('"10"') + 12])  # cut inside step 10's entry
+  results = trainer.run_eval(config, trained_20)
+  assert set(results) == {"5", "20"}
+  assert results["5"] == finished["5"]
+  with open(results_path) as f:
+    assert set(json.load(f)) == {"5", "20"}
+  copies = glob.glob(results_path + ".unreadable-*")
+  assert len(copies) == 1 and open(copies[0]).read() == text[:text.index('"10"') + 12]
+
+
+def test_a_damaged_module_info_is_exported_again_and_named_to_eval_hub(trained_20, tmp_path):
+  module = os.path.join(trained_20, "export", "hub", "20")
+  info_path = os.path.join(module, export_lib.MODULE_INFO)
+  with open(info_path, "r+") as f:
+    f.truncate(30)
+  with pytest.raises(UserError, match="module_info.json cannot be read"):
+    eval_hub.evaluate(module, "knn", str(tmp_path / "eval"))
+  trainer.train(tiny_config("supervised", "train_steps=20"), trained_20)
+  assert export_lib.read_module_info(module)["step"] == 20
