@@ -1,16 +1,21 @@
-"""What preemptible machines and shared buckets do to a workdir: a checkpoint cut short or
-damaged, a damaged record of the config, of the evaluations or of an export. Each ends in
-a resumed run or one clear message, and nothing already written is lost."""
+"""What preemptible machines and shared buckets do to a workdir: a second trainer, a
+checkpoint cut short or damaged, a damaged record of the config, of the evaluations or of
+an export. Each ends in a resumed run or one clear message, and nothing already written is
+lost."""
 
 import glob
 import json
 import os
+import subprocess
+import threading
+import time
 
 import pytest
 
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, trainer_command
 from tfssl import eval_hub
 from tfssl import export as export_lib
+from tfssl import lease as lease_lib
 from tfssl import trainer
 from tfssl.errors import UserError
 
@@ -102,3 +107,80 @@ def test_a_damaged_module_info_is_exported_again_and_named_to_eval_hub(trained_2
     eval_hub.evaluate(module, "knn", str(tmp_path / "eval"))
   trainer.train(tiny_config("supervised", "train_steps=20"), trained_20)
   assert export_lib.read_module_info(module)["step"] == 20
+
+
+# --- one trainer per workdir ----------------------------------------------------------
+
+LEASE = ["lease_heartbeat_seconds=0.5", "lease_stale_seconds=3"]
+
+
+def _write_lease(workdir, **fields):
+  now = time.time()
+  holder = dict(dict(host="another-host", pid=1, start_time=now - 60, heartbeat=now,
+                     token="theirs"), **fields)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, lease_lib.LEASE_FILE), "w") as f:
+    json.dump(holder, f)
+
+
+def test_a_second_trainer_of_a_workdir_is_refused_naming_the_first(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = subprocess.Popen(trainer_command(workdir, "--config.train_steps=100000",
+                                           *[f"--config.{o}" for o in LEASE]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    lease_path = os.path.join(workdir, lease_lib.LEASE_FILE)
+    deadline = time.time() + 120
+    while not os.path.exists(lease_path) and time.time() < deadline:
+      time.sleep(0.2)
+    assert first.poll() is None, "the first trainer stopped"
+    with pytest.raises(UserError, match=rf"being trained by another trainer: process "
+                                        rf"{first.pid} on host .*--force_takeover"):
+      trainer.train(tiny_config("supervised", "train_steps=100000", *LEASE), workdir)
+    assert os.path.exists(lease_path)  # the first one's lease is left alone
+  finally:
+    first.kill()
+    first.wait()
+
+
+def test_a_stale_lease_of_a_host_that_went_away_is_taken_over(tmp_path):
+  workdir = str(tmp_path / "run")
+  _write_lease(workdir, heartbeat=time.time() - 1)  # goes stale within the wait
+  run = trainer.train(tiny_config("supervised", "train_steps=10", *LEASE), workdir)
+  assert run.step == 10
+  assert not os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))  # released
+
+
+def test_a_lease_renewed_from_another_host_is_refused(tmp_path):
+  workdir = str(tmp_path / "run")
+  _write_lease(workdir)
+  stop = threading.Event()
+
+  def renew():
+    while not stop.wait(0.2):
+      _write_lease(workdir)
+
+  renewer = threading.Thread(target=renew)
+  renewer.start()
+  try:
+    with pytest.raises(UserError, match="another-host.*its heartbeat is being renewed"):
+      trainer.train(tiny_config("supervised", "train_steps=10", *LEASE), workdir)
+  finally:
+    stop.set()
+    renewer.join()
+
+
+def test_force_takeover_stops_the_holder_at_its_next_check(tmp_path):
+  holder = lease_lib.WorkdirLease(str(tmp_path), heartbeat_seconds=0.1,
+                                  stale_seconds=10).acquire()
+  newcomer = lease_lib.WorkdirLease(str(tmp_path), heartbeat_seconds=0.1, stale_seconds=10)
+  with pytest.raises(UserError, match="its process is running on this host"):
+    newcomer.acquire()
+  newcomer.acquire(force=True)
+  time.sleep(0.5)
+  with pytest.raises(UserError, match="was taken over by process"):
+    holder.check()
+  holder.release()  # leaves the newcomer's lease in place
+  assert newcomer.read().token == newcomer.mine.token
+  newcomer.release()
+  assert newcomer.read() is None

@@ -102,6 +102,10 @@ def base_config():
   c.input_pipeline_per_replica = False
   c.cluster_wait_seconds = 600.0  # how long a task of several hosts waits for the others
   c.summary_images = 16  # augmented training images written to TensorBoard at start
+  # The chief's lease on the workdir (WORKDIR/lease.json): renewed this often; a lease whose
+  # heartbeat is older than lease_stale_seconds (its host gone) is taken over.
+  c.lease_heartbeat_seconds = 30.0
+  c.lease_stale_seconds = 120.0
 
   # The --run_eval job.
   c.eval_poll_seconds = 30.0

@@ -28,6 +28,7 @@ from tfssl import distribute
 from tfssl import ema as ema_lib
 from tfssl import experiment as experiment_lib
 from tfssl import export as export_lib
+from tfssl import lease as lease_lib
 from tfssl import methods
 from tfssl import optim
 from tfssl import preemption
@@ -172,9 +173,11 @@ def _image_grid(images, max_images):
 
 
 class Trainer:
-  """Builds the method, optimizer, checkpoint and input for one run in `workdir`."""
+  """Builds the method, optimizer, checkpoint and input for one run in `workdir`
+  (`lease`: the chief's lease on it, checked at every host loop)."""
 
-  def __init__(self, exp, workdir, strategy):
+  def __init__(self, exp, workdir, strategy, lease=None):
+    self.lease = lease
     self.exp = exp
     self.config = exp.config
     self.workdir = workdir
@@ -383,6 +386,8 @@ class Trainer:
       metrics, first_bad = train_loop(iterator, tf.constant(num_steps, tf.int32))
       metrics = {k: float(v) for k, v in metrics.items()}
       first_bad = int(first_bad)
+      if self.lease is not None:
+        self.lease.check()  # taken over: stop before writing anything more
       if first_bad >= 0:
         raise NonFiniteLossError(first_bad)
       elapsed = time.time() - loop_start
@@ -515,13 +520,26 @@ def prepare_workdir(exp, workdir, chief=True):
     _write_json(path.replace("config.json", "config.resumed.json"), current)
 
 
-def train(config, workdir, strategy=None, exp=None):
-  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer."""
+def train(config, workdir, strategy=None, exp=None, force_takeover=False):
+  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer.
+
+  The chief holds the workdir's lease while it trains (see `lease`): a second trainer of
+  the same workdir is refused, or with `force_takeover` takes it over."""
   exp = exp or experiment_lib.resolve(config)
   strategy = strategy or tf.distribute.get_strategy()
-  prepare_workdir(exp, workdir, distribute.is_chief(strategy))
-  trainer = Trainer(exp, workdir, strategy)
-  trainer.train()
+  chief = distribute.is_chief(strategy)
+  experiment_lib.check_workdir(workdir, config)
+  lease = None
+  if chief:
+    lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
+                                   config.lease_stale_seconds).acquire(force=force_takeover)
+  try:
+    prepare_workdir(exp, workdir, chief)
+    trainer = Trainer(exp, workdir, strategy, lease=lease)
+    trainer.train()
+  finally:
+    if lease is not None:
+      lease.release()
   return trainer
 
 
@@ -634,6 +652,8 @@ def define_flags():
   flags.DEFINE_string("tpu", "", "TPU: 'local' on a TPU VM, or a TPU name.")
   flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES, "tf.distribute strategy.")
   flags.DEFINE_bool("run_eval", False, "Follow the workdir's checkpoints and evaluate each.")
+  flags.DEFINE_bool("force_takeover", False, "Take the workdir's lease from the trainer "
+                    "holding it (which then stops) instead of refusing to start.")
 
 
 def config_from_flags(overrides):
@@ -665,7 +685,7 @@ def main(argv, overrides):
     results = run_eval(config, FLAGS.workdir, strategy, exp)
     print(json.dumps(results, indent=2))
   else:
-    finished = train(config, FLAGS.workdir, strategy, exp)
+    finished = train(config, FLAGS.workdir, strategy, exp, force_takeover=FLAGS.force_takeover)
     last = finished.history[-1][1] if finished.history else {}
     print(json.dumps({"workdir": FLAGS.workdir, "step": finished.step, "metrics": last}, indent=2))
 
