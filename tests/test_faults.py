@@ -6,13 +6,16 @@ lost."""
 import glob
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
+import tensorflow as tf
 
-from tests.helpers import tiny_config, trainer_command
+from tests.helpers import REPO, tiny_config, trainer_command
 from tfssl import eval_hub
 from tfssl import export as export_lib
 from tfssl import lease as lease_lib
@@ -184,3 +187,51 @@ def test_force_takeover_stops_the_holder_at_its_next_check(tmp_path):
   assert newcomer.read().token == newcomer.mine.token
   newcomer.release()
   assert newcomer.read() is None
+
+
+# --- SIGKILL in the middle of writing --------------------------------------------------
+
+# Trains the tiny run to step 20 in a subprocess that SIGKILLs itself in the middle of
+# writing: "checkpoint": ckpt-20's files written, the manager's state file not yet naming
+# it; "export": the SavedModel written, its module_info.json (written last) not yet.
+_KILLED_MID_WRITE = r"""
+import os, signal, sys
+import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
+from tests.helpers import tiny_config
+from tfssl import trainer
+
+where, workdir = sys.argv[1:]
+kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if where == "checkpoint":
+  record_state = checkpoint_management.CheckpointManager._record_state
+  def killed_before_recording(self):
+    if os.path.exists(os.path.join(workdir, "checkpoints", "ckpt-20.index")):
+      kill()
+    return record_state(self)
+  checkpoint_management.CheckpointManager._record_state = killed_before_recording
+else:
+  save = tf.saved_model.save
+  def killed_after_saving(*args, **kwargs):
+    save(*args, **kwargs)
+    kill()
+  tf.saved_model.save = killed_after_saving
+trainer.train(tiny_config("supervised", "train_steps=20"), workdir)
+"""
+
+
+@pytest.mark.parametrize("where,resumed_from", [("checkpoint", 10), ("export", 20)])
+def test_a_sigkill_while_writing_is_followed_by_a_rerun_that_finishes(tmp_path, where,
+                                                                     resumed_from):
+  workdir = str(tmp_path / "run")
+  killed = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, where, workdir],
+                          cwd=REPO, capture_output=True, text=True)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  assert os.path.exists(os.path.join(workdir, lease_lib.LEASE_FILE))  # the killed one's
+  rerun = trainer.train(tiny_config("supervised", "train_steps=20"), workdir)
+  if resumed_from < 20:
+    assert rerun.history[0][0] == resumed_from + 5
+  module = os.path.join(workdir, "export", "hub", "20")
+  assert export_lib.read_module_info(module)["step"] == 20
+  outputs = tf.saved_model.load(module)(tf.zeros([2, 16, 16, 3]), training=False)
+  assert outputs["logits"].shape == (2, 10)
