@@ -97,18 +97,19 @@ def read_module_info(module_dir):
   if not tf.io.gfile.exists(path):
     return {}
   return read_json_record(
-      path, "the export was cut short or the file damaged. Rerun the training command of "
-      "its workdir, which exports that step again, or move the file aside and pass "
-      "--dataset (and --config.image_size) to evaluate the module without it.")
+      path, "the export was cut short or the file damaged. If it is a run's final export, "
+      "rerun the training command of its workdir, which exports that step again; or move "
+      "the file aside and pass --dataset (and --config.image_size) to evaluate the module "
+      "without it.")
 
 
 def read_json_record(path, advice):
   """A JSON file a run wrote (config.json, module_info.json); one UserError naming it,
   why it does not parse and `advice` if it does not."""
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    raw = f.read()
   try:
-    return json.loads(text)
+    return json.loads(raw)  # bytes that are not UTF-8 raise a ValueError too
   except ValueError as e:
     raise UserError(f"{path} cannot be read ({e}): {advice}") from e
 

@@ -1,21 +1,27 @@
 """One trainer per workdir: the chief holds a lease in WORKDIR/lease.json while it trains.
 
-The lease names its holder (host, process id, start time, a random token) and a heartbeat
-the holder renews every `heartbeat_seconds` from a background thread. Another trainer of
-the same workdir:
-- on the same host, while the holder's process lives: is refused at once with one message
-  naming the holder; a holder whose process is gone (killed, preempted) is taken over;
-- on another host: watches the heartbeat for up to `stale_seconds`; if it is renewed, the
-  holder is alive and the newcomer is refused; if it is not, the lease is stale (the host
-  went away, as a preempted TPU VM does) and is taken over, so a restarted job resumes;
-- with `force`: takes the lease over at once. The old holder sees a lease that is no
-  longer its own at its next heartbeat and stops at its next host loop without writing.
+The lease names its holder (host, boot id, process id and its start time, a random token)
+and a heartbeat the holder renews every `heartbeat_seconds` from a background thread.
+Another trainer of the same workdir:
+- on the holder's host and boot, while the holder's process (same id, same start time)
+  lives: is refused at once with one message naming the holder; a holder whose process
+  is gone (killed, preempted; or its id reused, as by a restarted container's pid 1) is
+  taken over at once;
+- otherwise (another host, or a process it cannot see): watches the heartbeat for up to
+  `stale_seconds` of its own clock (so clocks that differ between hosts do not matter);
+  if it is renewed, the holder is alive and the newcomer is refused; if it is not, the
+  lease is stale (the host went away, as a preempted TPU VM does) and is taken over, so a
+  restarted job resumes;
+- with `force`: takes the lease over at once.
+The holder reads the lease at every host loop (`check`) and stops without writing more
+once it is not its own, or once it could not renew it for longer than a newcomer waits.
 
-Written through tf.io.gfile, so it works on gs:// too. Object stores have no atomic
-create-if-absent here: two trainers starting within moments of each other may both write
-a lease; each reads it back after writing, and one that finds another's token stops, so
-at most one keeps training after the next heartbeat. Google Cloud Storage reads its own
-writes (strong consistency), which this relies on.
+Written through tf.io.gfile, so it works on gs:// too. tf.io.gfile offers no atomic
+create-if-absent or generation precondition, so two trainers starting (or a forced
+takeover landing) within moments of each other may both write the lease; each reads it
+back after writing and at every host loop, and one that finds another's token stops.
+Google Cloud Storage reads its own writes (strong consistency), which this relies on.
+Only the chief of a job of several hosts takes the lease; its other tasks do not check it.
 """
 
 import dataclasses
@@ -41,21 +47,51 @@ class Holder:
   start_time: float
   heartbeat: float
   token: str
+  boot_id: str = ""
+  pid_namespace: str = ""  # processes of another namespace cannot be seen from this one
+  process_start: str = ""  # the process's start in clock ticks since boot (/proc)
 
   def describe(self, now):
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.start_time))
     return (f"process {self.pid} on host {self.host}, started {started}, last heartbeat "
-            f"{now - self.heartbeat:.0f} s ago")
+            f"{now - self.heartbeat:.0f} s ago by its clock")
 
 
-def _process_alive(pid):
+def _read_text(path):
   try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # someone else's process
-    return True
-  return True
+    with open(path) as f:
+      return f.read().strip()
+  except OSError:
+    return ""
+
+
+def _boot_id():
+  return _read_text("/proc/sys/kernel/random/boot_id")
+
+
+def _pid_namespace():
+  try:
+    return os.readlink("/proc/self/ns/pid")
+  except OSError:
+    return ""
+
+
+def _process_start(pid):
+  """Field 22 of /proc/PID/stat (after the parenthesised name), "" if unreadable."""
+  stat = _read_text(f"/proc/{pid}/stat")
+  return stat.rsplit(")", 1)[-1].split()[19] if stat else ""
+
+
+def _holder_alive_here(holder):
+  """True or False when this process can tell whether `holder`'s process lives (same host,
+  boot and process namespace); None when it cannot, and the heartbeat must tell."""
+  here = (socket.gethostname(), _boot_id(), _pid_namespace())
+  if not all(here) or (holder.host, holder.boot_id, holder.pid_namespace) != here:
+    return None
+  if holder.pid == os.getpid():
+    return False  # our own id, so not the holder's process any more
+  start = _process_start(holder.pid)
+  return bool(start) and start == holder.process_start
 
 
 class WorkdirLease:
@@ -69,8 +105,9 @@ class WorkdirLease:
     self.heartbeat_seconds = heartbeat_seconds
     self.stale_seconds = stale_seconds
     now = time.time()
-    self.mine = Holder(socket.gethostname(), os.getpid(), now, now, uuid.uuid4().hex)
-    self._lost = None  # the holder that took the lease over, once seen
+    self.mine = Holder(socket.gethostname(), os.getpid(), now, now, uuid.uuid4().hex,
+                       _boot_id(), _pid_namespace(), _process_start(os.getpid()))
+    self._renewed = time.monotonic()  # the last heartbeat written
     self._stop = threading.Event()
     self._thread = None
 
@@ -93,6 +130,7 @@ class WorkdirLease:
     with tf.io.gfile.GFile(tmp, "w") as f:
       json.dump(dataclasses.asdict(self.mine), f)
     tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    self._renewed = time.monotonic()
 
   def _refuse(self, holder, why):
     raise UserError(
@@ -104,17 +142,18 @@ class WorkdirLease:
 
   def acquire(self, force=False):
     holder = self.read()
-    if holder is not None and not force:
-      if holder.host == self.mine.host:
-        if _process_alive(holder.pid):
-          self._refuse(holder, "its process is running on this host")
-        logging.warning("Taking over the lease of %s: %s, whose process is gone.", self.path,
-                        holder.describe(time.time()))
-      else:
-        self._wait_until_stale(holder)
-    elif holder is not None:
+    if holder is not None and force:
       logging.warning("--force_takeover: taking the lease of %s from %s.", self.path,
                       holder.describe(time.time()))
+    elif holder is not None:
+      alive = _holder_alive_here(holder)
+      if alive:
+        self._refuse(holder, "its process is running on this host")
+      if alive is None:
+        self._wait_until_stale(holder)
+      else:
+        logging.warning("Taking over the lease of %s: %s, whose process is gone.", self.path,
+                        holder.describe(time.time()))
     tf.io.gfile.makedirs(os.path.dirname(self.path))
     self._write()
     holder = self.read()
@@ -125,16 +164,18 @@ class WorkdirLease:
     return self
 
   def _wait_until_stale(self, holder):
-    """Returns once `holder`'s heartbeat is older than stale_seconds; refuses if renewed."""
+    """Returns once `holder`'s heartbeat has not changed for stale_seconds of this host's
+    clock; refuses as soon as it changes (the holder is alive)."""
+    seen = time.monotonic()
     while True:
-      age = time.time() - holder.heartbeat
-      if age > self.stale_seconds:
-        logging.warning("Taking over the stale lease of %s: %s.", self.path,
-                        holder.describe(time.time()))
+      waited = time.monotonic() - seen
+      if waited >= self.stale_seconds:
+        logging.warning("Taking over the stale lease of %s: %s, not renewed for %.0f s.",
+                        self.path, holder.describe(time.time()), waited)
         return
-      logging.info("Workdir lease held by %s; waiting up to %.0f s for it to go stale.",
-                   holder.describe(time.time()), self.stale_seconds - age)
-      time.sleep(min(self.heartbeat_seconds, self.stale_seconds - age + 0.1))
+      logging.info("Workdir lease held by %s; watching up to %.0f s for a renewal.",
+                   holder.describe(time.time()), self.stale_seconds - waited)
+      time.sleep(min(self.heartbeat_seconds, self.stale_seconds - waited))
       current = self.read()
       if current is None:
         return
@@ -146,24 +187,39 @@ class WorkdirLease:
       try:
         holder = self.read()
         if holder is not None and holder.token != self.mine.token:
-          self._lost = holder
-          return
+          return  # taken over: check() says so at the next host loop
         self._write()
       except tf.errors.OpError as e:  # a network hiccup: the next beat tries again
         logging.warning("Could not renew the lease %s: %s", self.path, e)
 
   def check(self):
-    """Raises if another trainer took the lease over (the caller stops without writing)."""
-    if self._lost is not None:
+    """Raises if the lease is no longer this trainer's (taken over), or if it could not be
+    renewed for so long that a newcomer may have taken it (the caller stops without
+    writing)."""
+    holder = self.read()
+    if holder is not None and holder.token != self.mine.token:
       raise UserError(
           f"The lease of workdir {os.path.dirname(self.path)} was taken over by "
-          f"{self._lost.describe(time.time())} (--force_takeover). This trainer stops "
-          "without writing anything more.")
+          f"{holder.describe(time.time())}. This trainer stops without writing anything "
+          "more.")
+    unrenewed = time.monotonic() - self._renewed
+    if unrenewed > self.stale_seconds - self.heartbeat_seconds:
+      raise UserError(
+          f"The lease of workdir {os.path.dirname(self.path)} could not be renewed for "
+          f"{unrenewed:.0f} s (see the warnings above): another trainer may take the "
+          "workdir over, so this one stops without writing anything more. Rerun it once "
+          "the storage is reachable.")
 
   def release(self):
+    """Gives the lease back if it is still this trainer's; never raises (it runs while
+    another exception, such as a preemption, is on its way out)."""
     self._stop.set()
     if self._thread is not None:
-      self._thread.join()
-    holder = self.read()
-    if holder is not None and holder.token == self.mine.token:
-      tf.io.gfile.remove(self.path)
+      self._thread.join(timeout=2 * self.heartbeat_seconds)
+    try:
+      holder = self.read()
+      if holder is not None and holder.token == self.mine.token:
+        tf.io.gfile.remove(self.path)
+    except tf.errors.OpError as e:
+      logging.warning("Could not release the lease %s (%s); it goes stale by itself.",
+                      self.path, e)

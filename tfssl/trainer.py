@@ -70,8 +70,11 @@ def checkpoint_damage(path):
     reader = tf.compat.v1.train.NewCheckpointReader(path)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
-  except (ValueError, IndexError, RuntimeError, tf.errors.OpError) as e:
-    return f"{e.__class__.__name__}: {str(e).strip().splitlines()[0][:200]}"
+  # What missing or cut bytes raise; other errors (a network, a permission) are not damage
+  # and go up unchanged rather than make the run fall back to an older checkpoint.
+  except (IndexError, tf.errors.DataLossError, tf.errors.NotFoundError,
+          tf.errors.OutOfRangeError) as e:
+    return f"{e.__class__.__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
   return None
 
 
@@ -90,7 +93,7 @@ def read_eval_results(path):
     tf.io.gfile.copy(path, copy, overwrite=True)
     kept = _complete_entries(raw.decode("utf-8", errors="replace"))
     logging.warning("%s cannot be read (%s): copied it to %s and kept the results of steps "
-                    "%s; steps without results are evaluated again.", path, e, copy,
+                    "%s that still parse; the others' are only in that copy.", path, e, copy,
                     ", ".join(kept) or "none")
     return kept
 
@@ -254,8 +257,8 @@ class Trainer:
         if reason is None:
           raise UserError(
               f"Checkpoint {path} does not match this run's method/model "
-              f"({e.__class__.__name__}: {str(e).splitlines()[0][:300]}). Use a new --workdir "
-              "or the original config. Nothing was changed.") from e
+              f"({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]}). Use a new "
+              "--workdir or the original config. Its checkpoints were not changed.") from e
         logging.warning("Checkpoint %s cannot be read (%s); trying the one before it. Its "
                         "files are left as they are.", path, reason)
         damaged.append(f"{os.path.basename(path)} ({reason})")
@@ -605,11 +608,16 @@ class Evaluator:
         timeout=self.config.eval_timeout_seconds):
       step = int(path.rsplit("-", 1)[-1])
       if str(step) not in results:
-        damage = checkpoint_damage(path)
-        if damage:
+        try:
+          metrics = self.evaluate(path)
+        except (AssertionError, ValueError, IndexError, tf.errors.OpError):
+          damage = checkpoint_damage(path)
+          if damage is None:
+            raise
           logging.warning("Checkpoint %s cannot be read (%s): not evaluated.", path, damage)
+          if step >= self.exp.total_steps:
+            break
           continue
-        metrics = self.evaluate(path)
         if not metrics:
           logging.warning("Method %s has no classifier to evaluate with --run_eval; "
                           "use python -m tfssl.eval_hub on its exported module.",
