@@ -13,10 +13,12 @@ import ml_collections
 from tfssl.errors import UserError
 
 # Keys that decide the shapes of the variables in a checkpoint, or what they compute
-# (input_normalization): resuming a workdir with other values would restore the wrong
-# tensors, fail half-way, or feed the weights inputs they were not trained on.
-STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset", "num_classes_override",
-                   "input_normalization")
+# (input_normalization, stem_pool_padding): resuming a workdir with other values would
+# restore the wrong tensors, fail half-way, or feed the weights inputs they were not
+# trained on.
+BACKBONE_FUNCTION_KEYS = ("input_normalization", "stem_pool_padding")
+STRUCTURAL_KEYS = ("method", "model", "model_width", "dataset",
+                   "num_classes_override") + BACKBONE_FUNCTION_KEYS
 
 
 def base_config():
@@ -40,8 +42,12 @@ def base_config():
   c.model_width = 1.0  # width multiplier (Revisiting's filters_factor / 4)
   # What the backbone does to its [0, 1] input: "" its own (ResNets, ViTs: [-1, 1]);
   # "imagenet": torchvision's mean/std standardisation, which weights converted from
-  # PyTorch releases (python -m tfssl.convert) were trained with.
+  # PyTorch releases (python -m tfssl.convert) were trained with; "raw": the [0, 1]
+  # pixels unchanged (SimCLR's and FNC's TF releases).
   c.input_normalization = ""
+  # The ResNets' stem max-pool: "" pads every side by one (torchvision); "same": TF's
+  # SAME padding, as the SimCLR / FNC releases were trained with.
+  c.stem_pool_padding = ""
   c.sync_bn = False  # cross-replica batch norm
   c.bn_momentum = 0.9
   c.bn_epsilon = 1e-5

@@ -19,6 +19,16 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
                       WRN-28-2), projection and prediction heads
   timm_vit            a timm VisionTransformer state dict (its `head` becomes `logits`);
                       --input_normalization says what the weights were trained on
+  simclr_tf2          google-research/simclr's TF2 releases: a SavedModel (or the directory
+                      holding its saved_model/) or a tf.train.Checkpoint of tf2/run.py
+  simclr_tf1          simclr's TF1 checkpoints (model.ckpt-N of the root code, tf.layers)
+  fnc                 google-research/fnc's TF1 checkpoints (SimCLR's layout; the
+                      projection head is `head_contrastive_instance`)
+The TF formats become tfssl's `simclr` (or `supervised` / a backbone where the file has no
+projection head): ResNet-N v1, its projection head, and `head_supervised` as `logits` on
+`--ft_proj_selector` (0, the backbone's output, for the pretrained releases; SimCLRv2's
+fine-tuned ones were trained on layer 1). They see raw [0, 1] pixels and pool their stem
+with TF's SAME padding (`input_normalization=raw`, `stem_pool_padding=same`).
 
 Every key of the file must find its variable and every variable its key (but DINO's
 centre, which starts at zero where a checkpoint lacks `dino_loss`); otherwise one message
@@ -29,7 +39,7 @@ written.
 import dataclasses
 import hashlib
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import keras
 import numpy as np
@@ -44,6 +54,7 @@ from tfssl import methods
 from tfssl import models
 from tfssl.errors import UserError
 from tfssl.interop import pth
+from tfssl.interop import tf_names
 from tfssl.interop import torch_names
 from tfssl.interop.torch_names import StateDict
 from tfssl.methods.base import Method
@@ -76,7 +87,8 @@ class Plan:
   num_classes: int
   arrays: Dict[str, Dict[str, np.ndarray]]
   description: str  # what the file looks like, for messages and module_info
-  state: StateDict  # to report the keys left unused
+  state: Any  # a StateDict or tf_names.Checkpoint: to report the keys left unused
+  optional: Tuple[str, ...] = ()  # trackables that may stay as built where the file lacks them
 
 
 def describe_backbone(state, prefix):
@@ -205,7 +217,7 @@ def plan_dino(obj, source, model):
                 norm_last_layer=bool(getattr(args, "norm_last_layer", True)), drop_path_rate=0.0)
   return Plan("dino", fields, _IMAGENET_CLASSES, arrays,
               f"DINO training checkpoint of {text} (epoch {obj.get('epoch', '?')}) with a "
-              f"{num_prototypes}-output head", state)
+              f"{num_prototypes}-output head", state, optional=("center",))
 
 
 @FORMATS.register("paws")
@@ -237,8 +249,62 @@ def plan_timm_vit(obj, source, model):
   return _classifier_or_backbone(state, model, "head")
 
 
-def read_checkpoint(path):
-  """The object a PyTorch file holds, its arrays as numpy."""
+# The TF releases: raw [0, 1] pixels in, TF's SAME padding in the stem max-pool.
+_TF_RELEASE = dict(dataset="imagenet", image_size=224, input_normalization="raw",
+                   stem_pool_padding="same")
+_TF_CIFAR = dict(dataset="cifar10", image_size=32, input_normalization="raw")
+_TF_LAYOUTS = {"simclr_tf2": "tf2", "simclr_tf1": "tf1", "fnc": "tf1"}
+_PROJECTION_SCOPES = {"simclr_tf1": "head_contrastive", "fnc": "head_contrastive_instance"}
+
+
+def _plan_simclr_tf(source_format, checkpoint, model, ft_proj_selector=0):
+  layout = _TF_LAYOUTS[source_format]
+  if checkpoint.layout != layout:
+    other = [name for name, kind in _TF_LAYOUTS.items() if kind == checkpoint.layout]
+    raise UserError(f"{checkpoint.source} is a {checkpoint.layout.upper()} checkpoint, not "
+                    f"the {layout.upper()} layout of --from={source_format}: use --from="
+                    f"{' or --from='.join(other)}. Nothing was written.")
+  depth, width, cifar_stem, text = tf_names.describe_resnet(checkpoint)
+  fits = f"resnet{depth}_v1"
+  if model != fits:
+    raise UserError(f"{checkpoint.source} does not fit --model={model}: it holds {text}: use "
+                    f"--model={fits}. Nothing was written.")
+  arrays = {"backbone": tf_names.resnet_arrays(checkpoint, depth)}
+  projection = tf_names.projection_arrays(checkpoint, _PROJECTION_SCOPES.get(source_format))
+  head = tf_names.supervised_arrays(checkpoint)
+  fields = dict(_TF_CIFAR if cifar_stem else _TF_RELEASE, model=model, model_width=width)
+  num_classes = head["dense/kernel"].shape[1] if head else (10 if cifar_stem else
+                                                            _IMAGENET_CLASSES)
+  head_text = f" and a {num_classes}-class head_supervised" if head else ""
+  if head:
+    arrays["head"] = head
+  if projection is None:
+    if ft_proj_selector:
+      raise UserError(f"{checkpoint.source} has no projection head, so no layer "
+                      f"{ft_proj_selector} for --ft_proj_selector: leave it at 0.")
+    method = "supervised" if head else BACKBONE_ONLY
+    return Plan(method, fields, num_classes, arrays, text + head_text, checkpoint)
+  layers = tf_names.num_projection_layers(projection)
+  out_dim = projection[f"dense_{layers - 1}/kernel"].shape[1]
+  fields.update(num_proj_layers=layers, proj_out_dim=out_dim,
+                ft_proj_selector=ft_proj_selector, online_linear_head=head is not None)
+  arrays["projection"] = projection
+  return Plan("simclr", fields, num_classes, arrays,
+              f"{text} with a {layers}-layer projection head (to {out_dim}){head_text}",
+              checkpoint, optional=() if head else ("head",))
+
+
+for _format in _TF_LAYOUTS:
+  FORMATS.register(_format)(
+      lambda obj, source, model, _format=_format, **options:
+      _plan_simclr_tf(_format, obj, model, **options))
+
+
+def read_checkpoint(path, source_format):
+  """What the file at `path` holds: a PyTorch file's object with numpy arrays, or a TF
+  format's `tf_names.Checkpoint`."""
+  if source_format in _TF_LAYOUTS:
+    return tf_names.read_checkpoint(path)
   if "://" in path:
     raise UserError(f"--checkpoint {path}: the PyTorch formats read local files; copy it "
                     "here first (gsutil cp, or download the release).")
@@ -290,7 +356,7 @@ def assign(method, plan, model_name):
     problems.append(f"variables that got no value: {torch_names.first_few(missing)}")
   if unexpected:
     problems.append(f"values with no variable: {torch_names.first_few(unexpected)}")
-  if unplanned and unplanned != ["center"]:
+  if set(unplanned) - set(plan.optional):
     problems.append(f"parts that got no values: {', '.join(unplanned)}")
   if problems:
     raise UserError(f"{plan.state.source} ({plan.description}) does not fit --model="
@@ -308,20 +374,32 @@ def build_method(plan):
   return method, config
 
 
-def sha256(path):
+def checkpoint_files(path, source_format):
+  """The files `path` names: itself, or a TF checkpoint's index and data shards."""
+  if source_format not in _TF_LAYOUTS:
+    return [path]
+  prefix = tf_names.checkpoint_prefix(path)
+  return sorted(tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*"))
+
+
+def sha256(paths):
+  """The sha256 of the files `paths`, one after the other."""
   digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
+  for path in paths:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
   return digest.hexdigest()
 
 
-def convert(source_format, checkpoint, model, out, input_normalization=None):
+def convert(source_format, checkpoint, model, out, input_normalization=None,
+            ft_proj_selector=None):
   """Writes the module of `checkpoint` (a release in `source_format`) to `out`.
 
   `input_normalization`: the standardisation the weights were trained with, a key of
   NORMALIZATION_FLAG_VALUES; None: the format's (torchvision's ImageNet mean/std for the
-  ImageNet releases), which timm_vit does not have.
+  ImageNet releases), which timm_vit does not have. `ft_proj_selector` (TF formats): the
+  projection layer `head_supervised` was trained on (None: 0, the backbone's output).
   """
   planner = FORMATS.get(source_format)
   models.MODELS.get(model)
@@ -337,7 +415,13 @@ def convert(source_format, checkpoint, model, out, input_normalization=None):
   if tf.io.gfile.exists(os.path.join(out, "saved_model.pb")):
     raise UserError(f"--out {out} already holds a module; pass a new directory (nothing was "
                     "overwritten).")
-  plan = planner(read_checkpoint(checkpoint), checkpoint, model)
+  options = {}
+  if ft_proj_selector is not None:
+    if source_format not in _TF_LAYOUTS:
+      raise UserError(f"--ft_proj_selector applies to the SimCLR / FNC formats "
+                      f"({', '.join(_TF_LAYOUTS)}), not --from={source_format}.")
+    options["ft_proj_selector"] = ft_proj_selector
+  plan = planner(read_checkpoint(checkpoint, source_format), checkpoint, model, **options)
   if input_normalization is not None:
     plan.fields["input_normalization"] = NORMALIZATION_FLAG_VALUES[input_normalization]
   method, config = build_method(plan)
@@ -345,8 +429,10 @@ def convert(source_format, checkpoint, model, out, input_normalization=None):
   info = dict(method=plan.method, model=model, dataset=config.dataset, dataset_dir="",
               labels="all", image_size=config.image_size, num_classes=plan.num_classes,
               step=0, config=dict(config.to_dict(), method=plan.method),
-              converted_from=dict(file=os.path.abspath(checkpoint), format=source_format,
-                                  sha256=sha256(checkpoint), description=plan.description))
+              converted_from=dict(
+                  file=checkpoint if "://" in checkpoint else os.path.abspath(checkpoint),
+                  format=source_format, sha256=sha256(checkpoint_files(checkpoint, source_format)),
+                  description=plan.description))
   return export_lib.export_hub_module(method, out, info)
 
 
@@ -360,7 +446,8 @@ def main(argv, overrides):
                       f"--checkpoint=PATH --model=MODEL --out=DIR (formats: "
                       f"{', '.join(FORMATS.names())}).")
   out = convert(getattr(FLAGS, "from"), FLAGS.checkpoint, FLAGS.model, FLAGS.out,
-                input_normalization=FLAGS.input_normalization)
+                input_normalization=FLAGS.input_normalization,
+                ft_proj_selector=FLAGS.ft_proj_selector)
   print(f"Wrote {out}")
 
 
@@ -373,4 +460,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("input_normalization", None,
                       "What the weights were trained on: imagenet (torchvision's mean/std) or "
                       "inception ([-1, 1]); default: the format's (imagenet for PyTorch).")
+  flags.DEFINE_integer("ft_proj_selector", None,
+                       "SimCLR / FNC formats: the projection layer head_supervised was trained "
+                       "on (default 0, the backbone's output; SimCLRv2's fine-tuned releases: 1).")
   cli.run(main)

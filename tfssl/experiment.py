@@ -81,7 +81,7 @@ def resolve(config):
   init_checkpoint = None
   if config.init_from:
     init_checkpoint = find_checkpoint(config.init_from, "--init_from")
-    check_input_normalization(config, init_checkpoint)
+    check_backbone_function(config, init_checkpoint)
 
   if config.batch_size <= 0:
     raise UserError(f"batch_size must be positive, got {config.batch_size}.")
@@ -180,21 +180,22 @@ def _saved_config(checkpoint_path):
   return read_config_json(path) if tf.io.gfile.exists(path) else None
 
 
-def check_input_normalization(config, checkpoint_path):
-  """Weights from --init_from see their inputs standardised as they were trained (modules
-  converted from PyTorch releases: torchvision's ImageNet mean/std): a run starting from
-  them must build its backbone the same way."""
+def check_backbone_function(config, checkpoint_path):
+  """Weights from --init_from see their inputs as they were trained: a run starting from
+  them must build its backbone with the same `config.BACKBONE_FUNCTION_KEYS` (modules
+  converted from PyTorch releases standardise with torchvision's ImageNet mean/std, those
+  of SimCLR's and FNC's TF releases take raw pixels and pool their stem with SAME padding)."""
   saved = _saved_config(checkpoint_path) or {}
-  theirs = saved.get("input_normalization", "")
-  if theirs != config.input_normalization:
-    describe = lambda value: f"input_normalization={value!r}" if value else "the model's own"
-    fix = (f"add --config.input_normalization={theirs}" if theirs else
-           f"drop --config.input_normalization={config.input_normalization}")
+  for key in config_lib.BACKBONE_FUNCTION_KEYS:
+    theirs, ours = saved.get(key, ""), config.get(key)
+    if theirs == ours:
+      continue
+    describe = lambda value, key=key: f"{key}={value!r}" if value else f"the default {key}"
+    fix = f"add --config.{key}={theirs}" if theirs else f"drop --config.{key}={ours}"
     raise UserError(
-        f"--init_from {config.init_from} was trained on inputs standardised as "
-        f"{describe(theirs)}, this run's backbone standardises them as "
-        f"{describe(config.input_normalization)}: {fix} so the weights see what they "
-        "learnt on.")
+        f"--init_from {config.init_from} was trained with {describe(theirs)}, this run's "
+        f"backbone is built with {describe(ours)}: {fix} so the weights compute what they "
+        "learnt.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

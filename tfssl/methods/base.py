@@ -173,6 +173,7 @@ class Method:
         sync_bn=self.config.sync_bn, bn_momentum=self.config.bn_momentum,
         bn_epsilon=self.config.bn_epsilon, name_prefix=name_prefix,
         input_normalization=self.config.input_normalization,
+        stem_pool_padding=self.config.stem_pool_padding,
         **dict(self.backbone_options(), **options))
 
   def backbone_options(self):

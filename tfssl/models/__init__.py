@@ -27,14 +27,17 @@ vit.register_all(MODELS)
 
 # Standardisations of the [0, 1] input a backbone can be built with instead of its own
 # ([-1, 1]): "imagenet" is torchvision's, which the PyTorch ImageNet releases (torchvision,
-# SwAV, DINO, PAWS, DeiT) were trained with.
-INPUT_NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+# SwAV, DINO, PAWS, DeiT) were trained with; "raw" leaves the [0, 1] pixels as they are,
+# as google-research/simclr and fnc fed their ResNets.
+INPUT_NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                        "raw": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
 _STANDARDIZABLE = resnet.MODEL_NAMES + vit.MODEL_NAMES
 
 
 def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
                 bn_epsilon=1e-5, cifar_stem=None, patch_net=False, name_prefix=None,
-                zero_init_residual=False, drop_path_rate=0.0, input_normalization=""):
+                zero_init_residual=False, drop_path_rate=0.0, input_normalization="",
+                stem_pool_padding=""):
   """Builds a registered backbone.
 
   Args:
@@ -56,6 +59,10 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
       (DINO's student: 0.1); Vision Transformers only. 0 builds the model without it.
     input_normalization: "" (the model's own) or a name in INPUT_NORMALIZATIONS: the
       standardisation the model applies to its [0, 1] input (ResNets and ViTs).
+    stem_pool_padding: the ResNets' 3x3/2 stem max-pool: "" pads one pixel on every side
+      (torchvision, Revisiting); "same" is TF's SAME, which pads only the bottom and right
+      of even-sized inputs (google-research/simclr and fnc), so the pooling windows and
+      every later feature sit one pixel apart from the other choice's.
 
   Returns:
     A Keras model mapping float32 [0, 1] NHWC images to a dict of float32 tensors.
@@ -76,6 +83,14 @@ def build_model(name, *, image_size, width=1.0, sync_bn=False, bn_momentum=0.9,
       raise UserError(f"input_normalization={input_normalization!r} applies to the ResNets and "
                       f"Vision Transformers, not {name}; leave it empty.")
     options["mean_std"] = INPUT_NORMALIZATIONS[input_normalization]
+  if stem_pool_padding not in resnet.STEM_POOL_PADDINGS:
+    raise UserError(f"stem_pool_padding={stem_pool_padding!r} is not one of "
+                    f"{resnet.STEM_POOL_PADDINGS}.")
+  if stem_pool_padding:
+    if name not in resnet.MODEL_NAMES:
+      raise UserError(f"stem_pool_padding={stem_pool_padding!r} applies to the ResNets "
+                      f"({name} has no such pool); leave it empty.")
+    options["stem_pool_padding"] = stem_pool_padding
   ops = layers.LayerFactory(sync_bn=sync_bn, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
                             name_prefix=name_prefix)
   return builder(ops, image_size=image_size, width=width, cifar_stem=cifar_stem,

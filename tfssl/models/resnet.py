@@ -75,10 +75,13 @@ def _v2_block(ops, x, filters, stride, kind, name, zero_init):
   return ops.add(shortcut, y, name=f"{name}_add")
 
 
+STEM_POOL_PADDINGS = ("", "same")
+
+
 def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None, patch_net=False,
-           zero_init_residual=False, mean_std=None):
+           zero_init_residual=False, mean_std=None, stem_pool_padding=""):
   """Functional ResNet returning float32 {stem, block1..block4, default} (`mean_std`: see
-  `LayerFactory.inputs`)."""
+  `LayerFactory.inputs`; `stem_pool_padding`: see `models.build_model`)."""
   kind, blocks = _BLOCKS[depth]
   layout = layers_lib.stem_layout(image_size, cifar_stem, patch_net)
   block_fn = _v1_block if version == 1 else _v2_block
@@ -90,7 +93,9 @@ def resnet(depth, version, ops, *, image_size, width=1.0, cifar_stem=None, patch
     x = ops.conv(x, stem_width, 7, layout.root_stride, name="stem_conv")
   if version == 1:
     x = ops.relu(ops.batch_norm(x, name="stem_bn"), name="stem_relu")
-  if not layout.cifar:
+  if not layout.cifar and stem_pool_padding == "same":
+    x = ops.max_pool(x, 3, 2, padding="same", name="stem_pool")
+  elif not layout.cifar:
     # Zero padding, as Revisiting / TF-Slim: after the v1 ReLU it equals -inf padding.
     x = ops.pad(x, 3, name="stem_pool_pad")
     x = ops.max_pool(x, 3, 2, padding="valid", name="stem_pool")
