@@ -18,7 +18,9 @@
 #
 # Usage: PRETRAIN=gs://BUCKET/simclr_pretrain bash config/simclr/imagenet_finetune_1pct.sh \
 #            --workdir=gs://BUCKET/simclr_ft1pct --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
-# PRETRAIN: the workdir of config/simclr/imagenet_pretrain.sh (or its export/hub module).
+# PRETRAIN: the workdir of config/simclr/imagenet_pretrain.sh (or its export/hub module),
+# or a SimCLR / FNC release converted by python -m tfssl.convert (then also pass
+# --config.input_normalization=raw --config.stem_pool_padding=same: the release's network).
 # Results: WORKDIR/eval/results.json.
 set -euo pipefail
 : "${PRETRAIN:?set PRETRAIN=the workdir of config/simclr/imagenet_pretrain.sh}"
