@@ -27,7 +27,7 @@ from tfssl import methods
 from tfssl.errors import UserError
 
 _WRITE_RELEASES = r"""
-import os, sys
+import contextlib, os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import numpy as np
 import tensorflow as tf
@@ -334,6 +334,76 @@ optimizer.build(model.trainable_variables)
 checkpoint = tf.train.Checkpoint(model=model, global_step=tf.Variable(100, dtype=tf.int64),
                                  optimizer=optimizer)
 tf.train.CheckpointManager(checkpoint, f"{out}/simclr_tf2_ckpt", max_to_keep=1).save()
+
+
+# --- TF1 Hub modules: Revisiting's and S4L's models/resnet.py (v2, bottleneck) -----------
+# filters_factor 1 (a 16-channel stem: both codebases build any factor) keeps them small;
+# their batch norms are tf.layers' defaults (epsilon 1e-3).
+def v2_bn(x):
+  return L.batch_normalization(x, fused=True, training=False)
+
+
+def pad(x, kernel):
+  total = kernel - 1
+  return tf.pad(x, [[0, 0], [total // 2, total - total // 2], [total // 2, total - total // 2], [0, 0]])
+
+
+def v2_unit(x, filters, strides, scoped):
+  scope = tf.compat.v1.variable_scope if scoped else (lambda name: contextlib.nullcontext())
+  shortcut = x
+  x = tf.nn.relu(v2_bn(x))
+  with scope("proj"):
+    if strides > 1 or filters != x.shape[-1]:
+      shortcut = L.conv2d(x, filters, 1, strides, padding="VALID", use_bias=False)
+  with scope("a"):
+    x = L.conv2d(x, filters // 4, 1, padding="SAME", use_bias=False)
+  with scope("b"):
+    x = pad(tf.nn.relu(v2_bn(x)), 3)
+    x = L.conv2d(x, filters // 4, 3, strides, padding="VALID", use_bias=False)
+  with scope("c"):
+    x = tf.nn.relu(v2_bn(x))
+    x = L.conv2d(x, filters, 1, padding="SAME", use_bias=False)
+  return x + shortcut
+
+
+def v2_resnet(x, scoped, filters_factor=1):
+  filters = 16 * filters_factor
+  with (tf.compat.v1.variable_scope("root_block") if scoped else contextlib.nullcontext()):
+    x = L.conv2d(pad(x, 7), filters, 7, 2, padding="VALID", use_bias=False)
+    x = L.max_pooling2d(pad(x, 3), 3, 2, padding="VALID")
+  for stage, (count, strides) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 2)), start=1):
+    filters = filters * 4 if stage == 1 else filters * 2
+    with (tf.compat.v1.variable_scope(f"block{stage}") if scoped else contextlib.nullcontext()):
+      for unit in range(1, count + 1):
+        with (tf.compat.v1.variable_scope(f"unit{unit}") if scoped else contextlib.nullcontext()):
+          x = v2_unit(x, filters, strides if unit == 1 else 1, scoped)
+  x = tf.nn.relu(v2_bn(x))
+  return tf.reduce_mean(x, [1, 2], keepdims=True)
+
+
+def write_hub_module(name, scoped, heads):
+  with tf.Graph().as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3])
+    pre_logits = v2_resnet(x, scoped)
+    outputs = {"pre_logits": tf.squeeze(pre_logits, [1, 2])}
+    for head, classes in heads.items():  # Revisiting: the net's own logits; S4L: linear()
+      outputs[head] = tf.squeeze(L.conv2d(pre_logits, classes, 1, name=None if head ==
+                                          "logits" else head), [1, 2])
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      for variable in tf.compat.v1.global_variables():
+        variable.load(random_value(variable.name, variable.shape.as_list()), session)
+      # Revisiting's and S4L's input pipelines feed the module [-1, 1] images.
+      got = session.run(outputs, {x: images * 2 - 1})
+      builder = tf.compat.v1.saved_model.Builder(f"{out}/{name}")
+      builder.add_meta_graph_and_variables(session, [tf.compat.v1.saved_model.SERVING])
+      builder.save()
+  for key, value in got.items():
+    ref[f"{name}_{key}"] = value
+
+
+write_hub_module("revisiting_hub", scoped=False, heads={"logits": 4})
+write_hub_module("s4l_hub", scoped=True, heads={"rotations": 4, "classes": 10})
 np.savez(f"{out}/reference.npz", **ref)
 """
 
@@ -435,6 +505,27 @@ def test_init_from_a_converted_simclr_module_needs_its_backbone_options(converte
   assert experiment.resolve(config).init_checkpoint.startswith(converted["fnc"])
 
 
+@pytest.fixture(scope="module")
+def converted_hub_modules(releases, tmp_path_factory):
+  out, _ = releases
+  dirs = tmp_path_factory.mktemp("hub_modules")
+  return {name: convert.convert("tf1_hub", str(out / name), "resnet50_v2", str(dirs / name))
+          for name in ("revisiting_hub", "s4l_hub")}
+
+
+@pytest.mark.parametrize("name,head", [("revisiting_hub", "logits"), ("s4l_hub", "classes")])
+def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules, name, head):
+  _, ref = releases
+  got = outputs(converted_hub_modules[name], ref["images"])
+  assert_relative_close(got["default"], ref[f"{name}_pre_logits"])
+  assert_relative_close(got["logits"], ref[f"{name}_{head}"])
+  info = export_lib.read_module_info(converted_hub_modules[name])
+  assert (info["method"], info["config"]["model_width"]) == ("supervised", 0.25)
+  assert info["config"]["input_normalization"] == ""
+  if name == "s4l_hub":
+    assert "task heads left out: rotations" in info["converted_from"]["description"]
+
+
 @pytest.mark.parametrize("fmt,path,model,expected", [
     ("simclr_tf1", "simclr_tf1/model.ckpt-100", "resnet18_v1",
      "SimCLR ResNet-50 x1.*use --model=resnet50_v1"),
@@ -443,6 +534,8 @@ def test_init_from_a_converted_simclr_module_needs_its_backbone_options(converte
     ("simclr_tf2", "fnc", "resnet50_v1", "TF1 checkpoint.*--from=simclr_tf1 or --from=fnc"),
     ("simclr_tf1", "fnc", "resnet50_v1", "match no variable.*head_contrastive_instance"),
     ("simclr_tf1", "no_such_dir", "resnet50_v1", "no TF checkpoint there"),
+    ("tf1_hub", "s4l_hub", "resnet50_v1", "S4L ResNet-50 v2 x0.25.*use --model=resnet50_v2"),
+    ("tf1_hub", "simclr_tf1", "resnet50_v2", "neither S4L.*nor Revisiting"),
 ])
 def test_a_tf_checkpoint_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, path,
                                                            model, expected):

@@ -24,6 +24,8 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
   simclr_tf1          simclr's TF1 checkpoints (model.ckpt-N of the root code, tf.layers)
   fnc                 google-research/fnc's TF1 checkpoints (SimCLR's layout; the
                       projection head is `head_contrastive_instance`)
+  tf1_hub             Revisiting's and S4L's TF1 Hub modules (ResNet-50/101/152 v2): the
+                      backbone, and S4L's `classes` or Revisiting's `logits` head as `logits`
 The TF formats become tfssl's `simclr` (or `supervised` / a backbone where the file has no
 projection head): ResNet-N v1, its projection head, and `head_supervised` as `logits` on
 `--ft_proj_selector` (0, the backbone's output, for the pretrained releases; SimCLRv2's
@@ -253,14 +255,15 @@ def plan_timm_vit(obj, source, model):
 _TF_RELEASE = dict(dataset="imagenet", image_size=224, input_normalization="raw",
                    stem_pool_padding="same")
 _TF_CIFAR = dict(dataset="cifar10", image_size=32, input_normalization="raw")
-_TF_LAYOUTS = {"simclr_tf2": "tf2", "simclr_tf1": "tf1", "fnc": "tf1"}
+_TF_LAYOUTS = {"simclr_tf2": "tf2", "simclr_tf1": "tf1", "fnc": "tf1", "tf1_hub": "tf1"}
+_SIMCLR_FORMATS = ("simclr_tf2", "simclr_tf1", "fnc")
 _PROJECTION_SCOPES = {"simclr_tf1": "head_contrastive", "fnc": "head_contrastive_instance"}
 
 
 def _plan_simclr_tf(source_format, checkpoint, model, ft_proj_selector=0):
   layout = _TF_LAYOUTS[source_format]
   if checkpoint.layout != layout:
-    other = [name for name, kind in _TF_LAYOUTS.items() if kind == checkpoint.layout]
+    other = [name for name in _SIMCLR_FORMATS if _TF_LAYOUTS[name] == checkpoint.layout]
     raise UserError(f"{checkpoint.source} is a {checkpoint.layout.upper()} checkpoint, not "
                     f"the {layout.upper()} layout of --from={source_format}: use --from="
                     f"{' or --from='.join(other)}. Nothing was written.")
@@ -294,10 +297,42 @@ def _plan_simclr_tf(source_format, checkpoint, model, ft_proj_selector=0):
               checkpoint, optional=() if head else ("head",))
 
 
-for _format in _TF_LAYOUTS:
+for _format in _SIMCLR_FORMATS:
   FORMATS.register(_format)(
       lambda obj, source, model, _format=_format, **options:
       _plan_simclr_tf(_format, obj, model, **options))
+
+# The class heads of the Hub modules, first found first taken: S4L's `classes` (its
+# published numbers), Revisiting's `logits` (its task's outputs: 4 rotations, ...).
+_HUB_CLASS_HEADS = ("classes", "logits")
+
+
+@FORMATS.register("tf1_hub")
+def plan_tf1_hub(checkpoint, source, model):
+  """Revisiting's and S4L's TF1 Hub modules: the pre-activation ResNet and its class head
+  as `logits`, the way their own eval scored them ([-1, 1] inputs: tfssl's own)."""
+  if checkpoint.layout != "tf1":
+    raise UserError(f"{source} is an object-based TF2 checkpoint, not a TF1 Hub module's "
+                    "variables: check --from. Nothing was written.")
+  depth, width, backbone, heads, text = tf_names.hub_module_arrays(checkpoint)
+  fits = f"resnet{depth}_v2"
+  if model != fits:
+    raise UserError(f"{source} does not fit --model={model}: it holds {text}: use "
+                    f"--model={fits}. Nothing was written.")
+  # tf.layers' batch norm default, which both codebases kept.
+  fields = dict(dataset="imagenet", image_size=224, model=model, model_width=width,
+                bn_epsilon=1e-3)
+  class_head = next((name for name in _HUB_CLASS_HEADS if name in heads), None)
+  left_out = sorted(set(heads) - {class_head})
+  text += f"; task heads left out: {', '.join(left_out)}" if left_out else ""
+  if class_head is None:
+    return Plan(BACKBONE_ONLY, fields, _IMAGENET_CLASSES, {"backbone": backbone}, text,
+                checkpoint)
+  head = heads[class_head]
+  return Plan("supervised", fields, head["dense/kernel"].shape[1],
+              {"backbone": backbone, "head": head},
+              f"{text}, its {head['dense/bias'].size}-output `{class_head}` as logits",
+              checkpoint)
 
 
 def read_checkpoint(path, source_format):
@@ -417,9 +452,9 @@ def convert(source_format, checkpoint, model, out, input_normalization=None,
                     "overwritten).")
   options = {}
   if ft_proj_selector is not None:
-    if source_format not in _TF_LAYOUTS:
+    if source_format not in _SIMCLR_FORMATS:
       raise UserError(f"--ft_proj_selector applies to the SimCLR / FNC formats "
-                      f"({', '.join(_TF_LAYOUTS)}), not --from={source_format}.")
+                      f"({', '.join(_SIMCLR_FORMATS)}), not --from={source_format}.")
     options["ft_proj_selector"] = ft_proj_selector
   plan = planner(read_checkpoint(checkpoint, source_format), checkpoint, model, **options)
   if input_normalization is not None:

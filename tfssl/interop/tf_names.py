@@ -338,3 +338,120 @@ def num_projection_layers(arrays):
 
 def as_float32(arrays):
   return {path: np.asarray(value, np.float32) for path, value in arrays.items()}
+
+
+# --- Revisiting's and S4L's TF1 Hub modules (pre-activation ResNets) ----------------------
+#
+# A module's variables/ is a TF1 checkpoint named as the module's graph made them, without
+# the training graph's `module/` scope. Revisiting's models/resnet.py leaves tf.layers to
+# name everything in creation order (`conv2d_N`, `batch_normalization_N`); S4L's scopes it
+# (`root_block/conv2d`, `blockS/unitU/{batch_normalization, proj/conv2d, a/conv2d,
+# b/batch_normalization, b/conv2d, c/...}`, the final `batch_normalization`) and names its
+# linear heads after their outputs (`classes/kernel`, `rotations/kernel`, ...).
+
+_S4L_STEM = "root_block/conv2d/kernel"
+_S4L_UNIT = re.compile(r"block(\d)/unit(\d+)/(?:(proj|a|b|c)/)?(conv2d|batch_normalization)/(\w+)")
+_S4L_LAYERS = {("proj", "conv2d"): "proj", (None, "batch_normalization"): "preact_bn",
+               ("a", "conv2d"): "conv1", ("b", "batch_normalization"): "bn1",
+               ("b", "conv2d"): "conv2", ("c", "batch_normalization"): "bn2",
+               ("c", "conv2d"): "conv3"}
+_S4L_HEAD = re.compile(r"(\w+)/(kernel|bias)")
+_V2_BOTTLENECK = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def _v2_layer_order(units):
+  """tfssl's (conv names, BN names) of a pre-activation bottleneck ResNet in the order
+  Revisiting's models/resnet.py creates them: per unit the pre-activation BN, the
+  projection (first unit of a stage), then conv1, BN, conv2, BN, conv3; the final BN."""
+  convs, norms = ["stem_conv"], []
+  for stage, count in enumerate(units, start=1):
+    for unit in range(1, count + 1):
+      name = f"block{stage}_unit{unit}"
+      norms.append(f"{name}_preact_bn")
+      if unit == 1:
+        convs.append(f"{name}_proj")
+      convs += [f"{name}_conv1", f"{name}_conv2", f"{name}_conv3"]
+      norms += [f"{name}_bn1", f"{name}_bn2"]
+  return convs, norms + ["final_bn"]
+
+
+def hub_module_arrays(checkpoint):
+  """(depth, width, {backbone path: array}, {head name: {"dense/kernel", "dense/bias"}},
+  text) of a Revisiting or S4L Hub module's ResNet-N v2 (bottleneck), or a UserError
+  saying what the module holds."""
+  keys = checkpoint.keys()
+  arrays, heads = {}, {}
+
+  def put(layer, variable, key):
+    if variable == "kernel" or variable in _BN_VARIABLES:
+      arrays[f"{layer}/{variable}"] = checkpoint.take(key)
+
+  def head(name, kernel_key, bias_key):
+    kernel = checkpoint.take(kernel_key)
+    heads[name] = {"dense/kernel": kernel.reshape(kernel.shape[-2:]),
+                   "dense/bias": checkpoint.take(bias_key)}
+
+  if _S4L_STEM in keys:
+    layout = "S4L"
+    units = {}
+    for key in keys:
+      if match := _S4L_UNIT.fullmatch(key):
+        stage, unit, scope, kind, variable = match.groups()
+        units[int(stage)] = max(units.get(int(stage), 0), int(unit))
+        layer = _S4L_LAYERS.get((scope, kind))
+        if layer:
+          put(f"block{stage}_unit{unit}_{layer}", variable, key)
+    units = tuple(units.get(stage, 0) for stage in (1, 2, 3, 4))
+    put("stem_conv", "kernel", _S4L_STEM)
+    for variable in _BN_VARIABLES:
+      if f"batch_normalization/{variable}" in keys:
+        put("final_bn", variable, f"batch_normalization/{variable}")
+    for key in keys:
+      match = _S4L_HEAD.fullmatch(key)
+      if match and match.group(2) == "kernel" and f"{match.group(1)}/bias" in keys:
+        head(match.group(1), key, f"{match.group(1)}/bias")
+    stem = checkpoint.arrays[_S4L_STEM]
+    if not any(k.endswith("/c/conv2d/kernel") for k in keys):
+      raise UserError(f"{checkpoint.source} is an S4L module of basic-block ResNets (S4L's "
+                      "resblock strides its second conv, tfssl's its first): only the "
+                      "bottleneck ResNets (50, 101, 152) convert. Nothing was written.")
+  elif "conv2d/kernel" in keys and "batch_normalization/gamma" in keys:
+    layout = "Revisiting"
+    convs = sorted((int(m.group(1) or 0), k) for k in keys
+                   if (m := re.fullmatch(r"conv2d(?:_(\d+))?/kernel", k)))
+    norms = sorted((int(m.group(1) or 0), m.group(2), k) for k in keys
+                   if (m := re.fullmatch(r"batch_normalization(?:_(\d+))?/(\w+)", k)))
+    logits = convs[-1][1] if convs[-1][1].replace("kernel", "bias") in keys else None
+    body = convs[:-1] if logits else convs
+    fits = [units for units in _V2_BOTTLENECK.values()
+            if len(_v2_layer_order(units)[0]) == len(body)]
+    if not fits or len({index for index, _, _ in norms}) != len(_v2_layer_order(fits[0])[1]):
+      raise UserError(f"{checkpoint.source} holds {len(body)} convolutions and "
+                      f"{len({i for i, _, _ in norms})} batch norms: not a pre-activation "
+                      "bottleneck ResNet (50, 101, 152) of Revisiting's models/resnet.py "
+                      "(RevNets and VGGs are not converted). Nothing was written.")
+    units = fits[0]
+    conv_names, norm_names = _v2_layer_order(units)
+    for (_, key), layer in zip(body, conv_names):
+      put(layer, "kernel", key)
+    bn_index = {index: position for position, index in
+                enumerate(sorted({index for index, _, _ in norms}))}
+    for index, variable, key in norms:
+      put(norm_names[bn_index[index]], variable, key)
+    if logits:
+      head("logits", logits, logits.replace("kernel", "bias"))
+    stem = checkpoint.arrays[convs[0][1]]
+  else:
+    raise UserError(f"{checkpoint.source} has neither S4L's `root_block/conv2d` nor "
+                    "Revisiting's `conv2d`/`batch_normalization` variables: not a ResNet "
+                    f"module of theirs (it has {first_few(sorted(keys))}). Nothing was "
+                    "written.")
+  depths = {blocks: depth for depth, blocks in _V2_BOTTLENECK.items()}
+  depth = depths.get(units)
+  if depth is None:
+    raise UserError(f"{checkpoint.source}: an {layout} ResNet with units {units} per stage, "
+                    "which is no ResNet-50/101/152. Nothing was written.")
+  width = stem.shape[-1] / 64
+  text = (f"{layout} ResNet-{depth} v2 x{width:g} (filters_factor {4 * width:g}, "
+          f"{stem.shape[-1]}-channel {stem.shape[0]}x{stem.shape[1]} stem)")
+  return depth, width, arrays, heads, text
