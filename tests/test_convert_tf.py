@@ -24,6 +24,7 @@ from tfssl import convert
 from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import methods
+from tfssl import trainer
 from tfssl.errors import UserError
 
 _WRITE_RELEASES = r"""
@@ -503,6 +504,25 @@ def test_init_from_a_converted_simclr_module_needs_its_backbone_options(converte
                                    init_from=converted["fnc"], input_normalization="raw",
                                    stem_pool_padding="same", image_size=224)
   assert experiment.resolve(config).init_checkpoint.startswith(converted["fnc"])
+
+
+def test_simclr_fine_tuning_starts_from_the_converted_release(releases, converted):
+  """SimCLRv2's fine-tuning from projection layer 1, --init_from the converted TF2 release:
+  the backbone and that layer start as the release's, the new linear head at zero."""
+  _, ref = releases
+  method_cls = methods.get_method("simclr")
+  config = config_lib.build_config(
+      method_cls, model="resnet50_v1", image_size=224, input_normalization="raw",
+      stem_pool_padding="same", train_mode="finetune", ft_proj_selector=1, proj_out_dim=32)
+  method = method_cls(config, 10, 224)
+  method.build()
+  trainer.initialize_from(method, os.path.join(converted["simclr_tf2"],
+                                               export_lib.MODULE_VARIABLES),
+                          tf.distribute.get_strategy())
+  reps = method.representations(ref["images"], training=False)
+  assert_relative_close(reps["default"].numpy(), ref["simclr_tf2_default"])
+  assert_relative_close(reps["proj_1"].numpy(), ref["simclr_tf2_proj_1"])
+  assert not np.any(reps["logits"].numpy())
 
 
 @pytest.fixture(scope="module")
