@@ -260,9 +260,17 @@ def test_any_prepared_tfds_dataset_by_name(tmp_path):
   assert source.num_examples("train+unlabelled") == 28
   unlabelled_ids, unlabelled_labels = source.labels_and_ids("train+unlabelled")
   assert list(unlabelled_labels).count(datasets.UNLABELLED) == 8
-  source.train_without_labels()
-  assert source.train_split == "train+unlabelled"
   assert len(set(unlabelled_ids)) == 28
+  batch = next(iter(datasets.two_stream_dataset(
+      source, sup_batch_size=4, unsup_batch_size=28, sup_preprocess_fn=_train_fn,
+      unsup_preprocess_fn=_train_fn, shuffle_buffer=28)))
+  assert datasets.UNLABELLED not in batch["sup"]["label"].numpy()
+  assert set(batch["unsup"]["id"].numpy()) == set(unlabelled_ids)
+  config = lambda method: tiny_config(method, dataset="tfds:tfssl_photos",
+                                      dataset_dir=str(tmp_path))
+  label_free = experiment.resolve(config("rotation"))
+  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 28)
+  assert experiment.resolve(config("supervised")).source.train_split == "train"
   # A dataset with a test split evaluates on it.
   tfds.builder("tfssl_tiny_images", data_dir=str(tmp_path)).download_and_prepare()
   tiny = datasets.get_source("tfds:tfssl_tiny_images", str(tmp_path))
