@@ -27,7 +27,6 @@ DATASETS = Registry("dataset")
 FOLDER_PREFIX = "folder:"
 CSV_PREFIX = "csv:"
 TFDS_PREFIX = "tfds:"
-PREFIXES = (FOLDER_PREFIX, CSV_PREFIX, TFDS_PREFIX)
 # What tf.io.decode_image reads (grayscale/CMYK/progressive JPEG, PNG with alpha or 16 bits,
 # palette PNG, GIF's first frame, BMP, WebP); a file that still fails is skipped and counted.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
