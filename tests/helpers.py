@@ -1,6 +1,7 @@
 """Shared by the tests: tiny configs (a ResNet with a few thousand parameters on 16 px
 digits) and checks every backbone must pass."""
 
+import io
 import os
 import socket
 import sys
@@ -8,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from tfssl import config as config_lib
 from tfssl import experiment
@@ -28,6 +30,51 @@ def trainer_command(workdir, *extra, method="supervised"):
   return ([sys.executable, "-m", "tfssl.trainer", f"--method={method}", "--model=resnet10_v2",
            "--dataset=digits", f"--workdir={workdir}"] + [f"--config.{o}" for o in TINY]
           + list(extra))
+
+
+def encode_image(pixels, kind):
+  """uint8 RGB [H, W, 3] encoded as `kind`: a file as cameras, scanners and the web
+  leave them (see IMAGE_KINDS)."""
+  image = Image.fromarray(pixels)
+  converted = {"gray_jpeg": ("L", "JPEG", {}), "cmyk_jpeg": ("CMYK", "JPEG", {}),
+               "progressive_jpeg": ("RGB", "JPEG", {"progressive": True}),
+               "jpeg": ("RGB", "JPEG", {}), "png": ("RGB", "PNG", {}),
+               "rgba_png": ("RGBA", "PNG", {}), "palette_png": ("P", "PNG", {}),
+               "gif": ("P", "GIF", {}), "bmp": ("RGB", "BMP", {}), "webp": ("RGB", "WEBP", {})}
+  if kind == "png16":
+    return tf.io.encode_png(tf.constant(pixels.astype(np.uint16) * 257)).numpy()
+  mode, file_format, options = converted[kind]
+  buffer = io.BytesIO()
+  image.convert(mode).save(buffer, file_format, **options)
+  return buffer.getvalue()
+
+
+IMAGE_KINDS = {"gray_jpeg": ".jpg", "cmyk_jpeg": ".jpeg", "progressive_jpeg": ".JPG",
+               "jpeg": ".jpg", "png": ".png", "rgba_png": ".png", "png16": ".png",
+               "palette_png": ".png", "gif": ".gif", "bmp": ".bmp", "webp": ".webp"}
+
+
+def write_image(path, pixels, kind="png"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(encode_image(pixels, kind))
+  return path
+
+
+def write_digits(root, count=None, labelled=False, split="train"):
+  """scikit-learn's digits (the `digits` dataset's images) written as PNG files under root:
+  nested two folders deep and unlabelled (root/<a>/<b>/<n>.png), or in class folders
+  (root/<split>/<digit>/<n>.png). Returns the paths."""
+  from tfssl import datasets  # pylint: disable=g-import-not-at-top
+  source = datasets.get_source("digits")
+  images, labels, ids = source._arrays[split]  # pylint: disable=protected-access
+  paths = []
+  for image, label, index in list(zip(images, labels, ids))[:count]:
+    index = int(index)
+    folder = (os.path.join(root, split, str(label)) if labelled
+              else os.path.join(root, f"roll{index % 3}", f"day{index % 7}"))
+    paths.append(write_image(os.path.join(folder, f"{index}.png"), image))
+  return paths
 
 
 def free_ports(count):

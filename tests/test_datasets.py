@@ -9,7 +9,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests.helpers import IMAGE_KINDS, tiny_config, write_digits, write_image
 from tfssl import datasets
+from tfssl import eval_hub
+from tfssl import experiment
+from tfssl import methods
+from tfssl import trainer
+from tfssl import preprocess as pp
 from tfssl.datasets.pipeline import SKIPPED_MESSAGE
 from tfssl.errors import UserError
 
@@ -216,6 +222,100 @@ def test_unprepared_tfds_says_how_to_prepare(tmp_path):
     datasets.get_source("cifar100", str(tmp_path))
 
 
+class TfsslPhotos(tfds.core.GeneratorBasedBuilder):
+  """STL-10's shape under other names: a grayscale `picture`, a `kind` ClassLabel, a train
+  and an unlabelled split (label -1), no test split and no id feature."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "picture": tfds.features.Image(shape=(6, 6, 1)),
+        "kind": tfds.features.ClassLabel(names=["a", "b"])}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples(20, labelled=True),
+            "unlabelled": self._generate_examples(8, labelled=False)}
+
+  def _generate_examples(self, count, labelled):
+    for i in range(count):
+      yield i, {"picture": np.full([6, 6, 1], i * 10, np.uint8),
+                "kind": i % 2 if labelled else -1}
+
+
+def test_any_prepared_tfds_dataset_by_name(tmp_path):
+  tfds.builder("tfssl_photos", data_dir=str(tmp_path)).download_and_prepare()
+  source = datasets.get_source("tfds:tfssl_photos", str(tmp_path))
+  assert (source.name, source.num_classes, source.image_size) == ("tfds:tfssl_photos", 2, 6)
+  assert (source.train_split, source.eval_split) == ("train", datasets.HELD_OUT_SPLIT)
+  assert (source.num_examples("train"), source.num_examples(datasets.HELD_OUT_SPLIT)) == (18, 2)
+  ids, labels = source.labels_and_ids("train")
+  held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
+  assert len(set(ids) | set(held)) == 20 and sorted(set(labels)) == [0, 1]
+  example = next(source.read("train").as_numpy_iterator())
+  assert pp.decode_image(tf.constant(example["image"])).shape == (6, 6, 3)
+  _assert_partition([_read_ids(source, "train", c) for c in _contexts(2)], list(ids))
+  # STL-10's unlabelled split: the unlabelled stream, and what label-free methods train on.
+  assert source.unlabelled_split == "train+unlabelled"
+  assert source.num_examples("train+unlabelled") == 28
+  unlabelled_ids, unlabelled_labels = source.labels_and_ids("train+unlabelled")
+  assert list(unlabelled_labels).count(datasets.UNLABELLED) == 8
+  assert len(set(unlabelled_ids)) == 28
+  batch = next(iter(datasets.two_stream_dataset(
+      source, sup_batch_size=4, unsup_batch_size=28, sup_preprocess_fn=_train_fn,
+      unsup_preprocess_fn=_train_fn, shuffle_buffer=28)))
+  assert datasets.UNLABELLED not in batch["sup"]["label"].numpy()
+  assert set(batch["unsup"]["id"].numpy()) == set(unlabelled_ids)
+  config = lambda method: tiny_config(method, dataset="tfds:tfssl_photos",
+                                      dataset_dir=str(tmp_path))
+  label_free = experiment.resolve(config("rotation"))
+  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 28)
+  assert experiment.resolve(config("supervised")).source.train_split == "train"
+  # A dataset with a test split evaluates on it.
+  tfds.builder("tfssl_tiny_images", data_dir=str(tmp_path)).download_and_prepare()
+  tiny = datasets.get_source("tfds:tfssl_tiny_images", str(tmp_path))
+  assert (tiny.eval_split, tiny.unlabelled_split, tiny.image_size) == ("test", "train", 8)
+
+
+def test_tfds_names_not_prepared_or_unknown(tmp_path):
+  with pytest.raises(UserError, match="TFDS dataset 'stl10' is not prepared in .*nothing is "
+                     "downloaded.*tfds build stl10 --data_dir=DIR"):
+    datasets.get_source("tfds:stl10", str(tmp_path))
+  with pytest.raises(UserError, match="Dataset stl11 not found.*TFDS catalog"):
+    datasets.get_source("tfds:stl11", str(tmp_path))
+
+
+class FakeImagenetSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """What `tfds build imagenet2012_subset/1pct` leaves, for two training images."""
+  name = "imagenet2012_subset"
+  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="1pct", version=tfds.core.Version("5.0.0"))]
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(), "label": tfds.features.ClassLabel(num_classes=1000),
+        "file_name": tfds.features.Text()}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for name in ("n01_1.JPEG", "n02_0.JPEG"):
+      yield name, {"image": np.zeros([4, 4, 3], np.uint8), "label": 0, "file_name": name}
+
+
+def test_imagenet_percent_subsets_from_a_prepared_tfds_imagenet2012_subset(tmp_path):
+  FakeImagenetSubset(data_dir=str(tmp_path), config="1pct").download_and_prepare()
+  names = np.array([b"n01_0.JPEG", b"n01_1.JPEG", b"n02_0.JPEG", b"n02_1.JPEG"])
+  chosen = datasets.select_labelled_ids("1pct", names, np.array([0, 0, 1, 1]), 2,
+                                        dataset_name="imagenet", dataset_dir=str(tmp_path))
+  assert list(chosen) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  with pytest.raises(UserError, match="10percent.txt.*nor prepared as TFDS "
+                     "imagenet2012_subset/10pct"):
+    datasets.select_labelled_ids("10pct", names, np.array([0, 0, 1, 1]), 2,
+                                 dataset_name="tfds:imagenet2012", dataset_dir=str(tmp_path))
+
+
 def test_cifar_missing_dir(tmp_path):
   with pytest.raises(UserError, match="does not exist.*CIFAR binary"):
     datasets.get_source("cifar10", str(tmp_path / "nope"))
@@ -362,14 +462,17 @@ def test_image_folder_skips_a_corrupt_file_and_evaluates_on_test(tmp_path, capfd
 
 
 def test_image_folder_errors(tmp_path):
-  with pytest.raises(UserError, match="no train/ dir.*validation/<class>"):
+  with pytest.raises(UserError, match="nope does not exist"):
+    datasets.get_source(f"folder:{tmp_path / 'nope'}")
+  with pytest.raises(UserError, match="has no images: it holds no files.*at any depth"):
     datasets.get_source(f"folder:{tmp_path}")
-  os.makedirs(tmp_path / "train")
-  with pytest.raises(UserError, match="no class subdirectories"):
+  (tmp_path / "notes").mkdir()
+  for name in ("a.txt", "notes/b.pdf"):
+    (tmp_path / name).write_text("not an image")
+  with pytest.raises(UserError, match="has no images: none of its 2 files is an image "
+                     "\\(jpg/jpeg/png/gif/bmp/webp; e.g. a.txt, notes/b.pdf\\)"):
     datasets.get_source(f"folder:{tmp_path}")
   os.makedirs(tmp_path / "train" / "a")
-  with pytest.raises(UserError, match="no validation/ or test/ dir"):
-    datasets.get_source(f"folder:{tmp_path}")
   os.makedirs(tmp_path / "validation" / "a")
   with pytest.raises(UserError, match="1 class\\(es\\) have no images.*: a"):
     datasets.get_source(f"folder:{tmp_path}")
@@ -379,9 +482,202 @@ def test_image_folder_errors(tmp_path):
     datasets.get_source(f"folder:{tmp_path}")
 
 
+def test_labelled_folder_without_eval_dir_holds_out_a_seeded_share(tmp_path, caplog):
+  for label in range(2):
+    for k in range(10):
+      write_image(str(tmp_path / "train" / f"c{label}" / "deeper" / f"{k}.png"),
+                  np.full([4, 4, 3], k, np.uint8))
+  caplog.set_level("INFO")
+  source = datasets.get_source(f"folder:{tmp_path}")
+  assert (source.num_classes, source.eval_split) == (2, datasets.HELD_OUT_SPLIT)
+  held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
+  train, labels = source.labels_and_ids("train")
+  assert (len(held), len(train)) == (2, 18) and not set(held) & set(train)
+  assert b"c0/deeper/0.png" in set(train) | set(held)  # images at any depth in a class dir
+  assert sorted(set(labels)) == [0, 1]
+  assert "holding out 2 of its 20 images (10%, seed 0) as split 'held_out'" in caplog.text
+  again = datasets.get_source(f"folder:{tmp_path}").labels_and_ids(datasets.HELD_OUT_SPLIT)[0]
+  assert list(again) == list(held)
+
+
+def test_unlabelled_folder_at_any_depth(tmp_path):
+  paths = write_digits(str(tmp_path), count=30)
+  source = datasets.get_source(f"folder:{tmp_path}")
+  assert not source.has_labels and source.num_classes == 0
+  assert source.eval_split == datasets.HELD_OUT_SPLIT
+  train, labels = source.labels_and_ids("train")
+  held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
+  assert len(train) + len(held) == 30 and len(held) == 3
+  assert set(labels) == {datasets.UNLABELLED}
+  assert sorted(i.decode() for i in set(train) | set(held)) == sorted(
+      os.path.relpath(p, tmp_path) for p in paths)
+  example = next(source.read("train").as_numpy_iterator())
+  assert example["label"] == -1 and example["image"][:4] == b"\x89PNG"
+  with pytest.raises(UserError, match="--method=fixmatch needs labelled images, but folder:.* "
+                     "has no labels \\(its images are not in class folders .*train/<class>/.*"
+                     "folder:PATH, .*csv:FILE .*tfds:NAME"):
+    source.check_labelled("--method=fixmatch")
+
+
+def test_unlabelled_train_dir_evaluates_on_its_validation_dir(tmp_path):
+  for split, count in (("train", 4), ("validation", 2)):
+    for k in range(count):
+      write_image(str(tmp_path / split / f"{k}.jpg"), np.full([4, 4, 3], k, np.uint8), "jpeg")
+  source = datasets.get_source(f"folder:{tmp_path}")
+  assert (source.num_classes, source.eval_split) == (0, "validation")
+  assert (source.num_examples("train"), source.num_examples("validation")) == (4, 2)
+
+
+def test_images_as_they_come_decode_and_a_broken_one_is_counted(tmp_path, capfd):
+  y, x = np.mgrid[0:24, 0:36]  # smooth colours, which JPEG keeps
+  pixels = np.stack([x * 7, y * 10, np.full_like(x, 128)], -1).astype(np.uint8)
+  for kind, ext in IMAGE_KINDS.items():
+    write_image(str(tmp_path / "shots" / f"{kind}{ext}"), pixels, kind)
+  (tmp_path / "shots" / "broken.png").write_bytes(b"\x89PNG not really")
+  source = datasets.get_source(f"folder:{tmp_path}")
+  everything = sorted(source.labels_and_ids("train")[0].tolist()
+                      + source.labels_and_ids(datasets.HELD_OUT_SPLIT)[0].tolist())
+  assert len(everything) == len(IMAGE_KINDS) + 1
+  capfd.readouterr()
+  crops = lambda e: {"image": pp.inception_crop(e["image"], tf.constant([1, 2], tf.int64), 8),
+                     "eval": pp.eval_crop(e["image"], 8), "id": e["id"], "label": e["label"]}
+  seen = {}
+  for split in ("train", datasets.HELD_OUT_SPLIT):
+    for batch in datasets.eval_dataset(source, split=split, batch_size=4, preprocess_fn=crops):
+      for image_id, image, keep in zip(batch["id"].numpy(), batch["eval"].numpy(),
+                                       batch["mask"].numpy()):
+        if keep:
+          seen[image_id.decode()] = image
+  assert sorted(seen) == [i.decode() for i in everything if b"broken" not in i]
+  assert sum(n for n, _ in _skip_reports(capfd)) == 1
+  for name, image in seen.items():
+    assert image.shape == (8, 8, 3) and 0.2 < image.mean() < 0.8, name
+    if "gray" not in name and "palette" not in name and "gif" not in name:  # colour kept
+      expected = pp.eval_crop(tf.constant(pixels), 8).numpy()
+      assert np.abs(image - expected).mean() < 0.1, name
+
+
+LABEL_FREE = {"rotation", "exemplar", "jigsaw", "relative_patch_location", "simclr", "fnc",
+              "swav", "dino"}
+
+
+def test_which_methods_learn_without_labels():
+  free = {name for name in methods.METHODS.names()
+          if not methods.get_method(name).uses_labels(tiny_config(name))}
+  assert free == LABEL_FREE
+  assert methods.get_method("simclr").uses_labels(tiny_config("simclr", "train_mode=finetune"))
+
+
+def test_data_without_labels_trains_label_free_methods_and_refuses_the_others(tmp_path):
+  photos = f"folder:{tmp_path}"
+  write_digits(str(tmp_path), count=40)
+  exp = experiment.resolve(tiny_config("simclr", dataset=photos))
+  assert exp.num_classes == 0 and exp.num_labelled == 36 and exp.steps_per_epoch == 1
+  method = exp.new_method()
+  method.build()
+  assert method.head is None and "head" not in method.trackables()
+  assert "logits" not in method.representations(tf.zeros([2, 16, 16, 3]))
+  for method_name, extra, who in (("s4l_rotation", [], "--method=s4l_rotation"),
+                                  ("supervised", [], "--method=supervised"),
+                                  ("rotation", ["labels=10pct"], "--labels=10pct")):
+    with pytest.raises(UserError, match=f"{who} needs labelled images, but {photos} has no "
+                       "labels.*Give labels with an image folder"):
+      experiment.resolve(tiny_config(method_name, *extra, dataset=photos))
+  with pytest.raises(UserError, match="Scoring a module .* needs labelled images, but "
+                     f"{photos} has no labels"):
+    eval_hub.Task(str(tmp_path / "module"), photos, None, eval_hub.default_config())
+
+
+def test_simclr_trains_on_unlabelled_photos_and_eval_hub_scores_it_on_labelled_ones(tmp_path):
+  """The issue's "done": a folder of unlabelled images at any depth, SimCLR on it, then the
+  module scored on a labelled source (a CSV of other labelled images)."""
+  write_digits(str(tmp_path / "photos"), count=64)
+  workdir = str(tmp_path / "run")
+  run = trainer.train(tiny_config("simclr", "train_steps=2", "sync_bn=false",
+                                  dataset=f"folder:{tmp_path / 'photos'}"), workdir)
+  assert run.step == 2 and all(np.isfinite(m["loss"]) for _, m in run.history)
+  rows = [(os.path.relpath(path, tmp_path), os.path.basename(os.path.dirname(path)),
+           "test" if index % 4 == 0 else "train")  # labelled/train/<digit>/<n>.png
+          for index, path in enumerate(write_digits(str(tmp_path / "labelled"), count=40,
+                                                    labelled=True))]
+  labelled = _write_csv(tmp_path / "labelled.csv", "path,label,split", rows)
+  config = eval_hub.default_config()
+  config.knn_k = 3
+  result = eval_hub.evaluate(os.path.join(workdir, "export", "hub"), "knn",
+                             str(tmp_path / "eval"), dataset=labelled, config=config)
+  assert result["dataset"] == labelled and result["num_examples"] == 10
+  assert 0.0 <= result["top1"] <= 1.0
+
+
+# --- CSV file lists ------------------------------------------------------------------
+
+
+def _write_csv(path, header, rows):
+  path.write_text("\n".join([header] + [",".join(map(str, row)) for row in rows]) + "\n")
+  return f"csv:{path}"
+
+
+def test_csv_file_list_with_names_splits_and_paths(tmp_path):
+  rows = []
+  for k in range(6):
+    name = write_image(str(tmp_path / "imgs" / f"{k}.png"), np.full([4, 4, 3], k, np.uint8))
+    path = name if k == 0 else os.path.relpath(name, tmp_path)  # absolute and relative
+    rows.append((path, ["zebra", "ant"][k % 2], "validation" if k >= 4 else "train"))
+  source = datasets.get_source(_write_csv(tmp_path / "list.csv", "path,label,split", rows))
+  assert source.classes == ["ant", "zebra"] and source.num_classes == 2
+  assert (source.eval_split, source.num_examples("train"), source.num_examples("validation")) \
+      == ("validation", 4, 2)
+  ids, labels = source.labels_and_ids("train")
+  assert ids[1] == b"imgs/1.png" and list(labels) == [1, 0, 1, 0]
+  example = list(source.read("train").as_numpy_iterator())[3]
+  assert example["label"] == 0 and tf.io.decode_png(example["image"]).numpy().max() == 3
+  # Integer labels, no split column: a held-out share; no label column: unlabelled.
+  ints = datasets.get_source(_write_csv(tmp_path / "ints.csv", "label,path",
+                                        [(k % 3, r[0]) for k, r in enumerate(rows)]))
+  assert ints.num_classes == 3 and ints.eval_split == datasets.HELD_OUT_SPLIT
+  assert ints.num_examples("train") + ints.num_examples(datasets.HELD_OUT_SPLIT) == 6
+  bare = datasets.get_source(_write_csv(tmp_path / "bare.csv", "path", [r[:1] for r in rows]))
+  assert not bare.has_labels
+  with pytest.raises(UserError, match="needs labelled images.*no 'label' column"):
+    bare.check_labelled("Scoring a module")
+
+
+def test_csv_missing_files_are_counted_and_refused_past_the_threshold(tmp_path, caplog):
+  rows = [(os.path.relpath(write_image(str(tmp_path / f"{k}.png"), np.zeros([2, 2, 3], np.uint8)),
+                           tmp_path),) for k in range(100)]
+  (tmp_path / "empty.png").write_bytes(b"")
+  many = rows + [("gone/a.png",), ("b.png",), ("empty.png",)]
+  with pytest.raises(UserError, match="3 of the 103 files .*many.csv lists are missing or "
+                     "unreadable \\(e.g. gone/a.png, b.png, empty.png\\), more than the 1%"):
+    datasets.get_source(_write_csv(tmp_path / "many.csv", "path", many))
+  source = datasets.get_source(_write_csv(tmp_path / "few.csv", "path", rows + [("b.png",)]))
+  assert source.num_examples("train") + source.num_examples(datasets.HELD_OUT_SPLIT) == 100
+  assert "1 of the 101 files" in caplog.text and "b.png" in caplog.text
+
+
+@pytest.mark.parametrize("text,message", [
+    ("file,label\na.png,1\n", "no 'path' column \\(its header: file,label\\)"),
+    ("path,label\n", "lists no images"),
+    ("path,label\na.png,cat\nb.png,\n", "row 3 has an empty label"),
+    ("path,split\na.png,dev\n", "split\\(s\\) dev"),
+    ("path\na.png\na.png\n", "lists 1 file\\(s\\) more than once"),
+])
+def test_csv_errors(tmp_path, text, message):
+  for name in ("a.png", "b.png"):
+    write_image(str(tmp_path / name), np.zeros([2, 2, 3], np.uint8))
+  (tmp_path / "list.csv").write_text(text)
+  with pytest.raises(UserError, match=message):
+    datasets.get_source(f"csv:{tmp_path / 'list.csv'}")
+
+
+def test_csv_that_does_not_exist(tmp_path):
+  with pytest.raises(UserError, match="no.csv does not exist.*path\\[,label\\]\\[,split\\]"):
+    datasets.get_source(f"csv:{tmp_path / 'no.csv'}")
+
+
 def test_unknown_dataset():
   with pytest.raises(UserError, match="Unknown dataset 'svhn'.*cifar10.*digits.*imagenet"
-                     ".*folder:PATH"):
+                     ".*folder:PATH.*csv:FILE.*tfds:NAME"):
     datasets.get_source("svhn")
   assert datasets.DATASETS.names() == ["cifar10", "cifar100", "digits", "imagenet"]
 

@@ -117,6 +117,7 @@ class Task:
         self.info.get("dataset_dir") if self.dataset_name == self.info.get("dataset") else None)
     experiment.check_paths(experiment.dataset_paths(self.dataset_name, dataset_dir))
     self.source = datasets.get_source(self.dataset_name, dataset_dir=dataset_dir or None)
+    self.source.check_labelled("Scoring a module (python -m tfssl.eval_hub)")
     self.dataset_dir = dataset_dir
     self.module = load_module(module_dir)
     self.foreign = None

@@ -53,6 +53,12 @@ def resolve(config):
   method_cls = methods.get_method(config.method)
   models.MODELS.get(config.model)
   source = datasets.get_source(config.dataset, dataset_dir=config.dataset_dir or None)
+  if method_cls.uses_labels(config):
+    source.check_labelled(f"--method={config.method}")
+  if config.labels != "all":
+    source.check_labelled(f"--labels={config.labels}")
+  elif not method_cls.uses_labels(config):
+    source.train_without_labels()
   num_classes = config.num_classes_override or source.num_classes
   image_size = config.image_size or source.image_size
   method_cls.check_config(config, image_size)
@@ -86,7 +92,7 @@ def resolve(config):
   if config.batch_size <= 0:
     raise UserError(f"batch_size must be positive, got {config.batch_size}.")
   steps_per_epoch = method_cls.steps_per_epoch(config, num_labelled,
-                                               source.num_examples(source.train_split))
+                                               source.num_examples(source.unlabelled_split))
   if config.train_steps > 0:
     total_steps = int(config.train_steps)
   elif config.train_epochs == 0:
@@ -103,8 +109,9 @@ def resolve(config):
 def dataset_paths(dataset, dataset_dir):
   """(path, flag) of where `dataset` is read from."""
   paths = [(dataset_dir, "--dataset_dir")]
-  if dataset and dataset.startswith(datasets.FOLDER_PREFIX):
-    paths.append((dataset[len(datasets.FOLDER_PREFIX):], "--dataset=folder:"))
+  for prefix in (datasets.FOLDER_PREFIX, datasets.CSV_PREFIX):
+    if dataset and dataset.startswith(prefix):
+      paths.append((dataset[len(prefix):], f"--dataset={prefix}"))
   return paths
 
 

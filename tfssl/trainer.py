@@ -142,7 +142,7 @@ def make_train_dataset_fn(exp, method):
       unsup = datasets.train_dataset(
           exp.source, batch_size=per_replica, preprocess_fn=method.unsup_preprocess,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed + 1,
-          input_context=input_context)
+          input_context=input_context, split=exp.source.unlabelled_split)
       return datasets.zip_streams(support, unsup)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(
@@ -651,7 +651,8 @@ def define_flags():
   """Only the command line defines flags, so the library can be imported anywhere."""
   flags.DEFINE_string("method", "supervised", "Registered method name.")
   flags.DEFINE_string("model", None, "Registered model name (default: the method's).")
-  flags.DEFINE_string("dataset", None, "digits | cifar10 | cifar100 | imagenet | folder:PATH.")
+  flags.DEFINE_string("dataset", None, "digits | cifar10 | cifar100 | imagenet | folder:PATH | "
+                      "csv:FILE | tfds:NAME[/CONFIG].")
   flags.DEFINE_string("dataset_dir", None, "Dataset files (TFDS data dir, TFRecords, binaries).")
   flags.DEFINE_string("labels", None, "all | 1pct | 10pct | N | N_per_class | file:PATH.")
   flags.DEFINE_string("workdir", None, "Run directory (local or gs://).")

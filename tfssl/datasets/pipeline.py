@@ -205,7 +205,8 @@ def eval_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=None
 def two_stream_dataset(source, *, sup_batch_size, unsup_batch_size, sup_preprocess_fn,
                        unsup_preprocess_fn, sup_ids=None, seed=0, input_context=None,
                        shuffle_buffer=10_000, cache_sup=True, deterministic=True, threads=None):
-  """{"sup": batch of the labelled subset, "unsup": batch of the whole train split}.
+  """{"sup": batch of the labelled subset, "unsup": batch of the source's unlabelled split
+  (the whole train split, plus STL-10's unlabelled images).
 
   The streams are independent (own shuffling, own augmentation seeds) and zipped, each
   with its own per-replica batch size. cache_sup keeps the labelled subset's encoded
@@ -218,7 +219,7 @@ def two_stream_dataset(source, *, sup_batch_size, unsup_batch_size, sup_preproce
                       keep_ids=sup_ids, seed=seed, cache=cache_sup and sup_ids is not None,
                       **common)
   unsup = train_dataset(source, batch_size=unsup_batch_size, preprocess_fn=unsup_preprocess_fn,
-                        seed=seed + 1, **common)
+                        split=source.unlabelled_split, seed=seed + 1, **common)
   return zip_streams(sup, unsup, deterministic, threads)
 
 

@@ -1,32 +1,64 @@
 """Dataset sources: where examples come from, validated when the source is made.
 
-A source yields examples {"image": uint8 [H,W,3] or encoded JPEG/PNG string,
-"label": int32 (0-based), "id": string}; decoding happens in the preprocessing so JPEG
-crops decode only the crop. `read` shards by `tf.distribute.InputContext` before any
-decoding: by files when there are at least as many files as input pipelines, else by
-examples. Nothing here downloads: missing data is a UserError saying where to put it.
+A source yields examples {"image": uint8 [H,W,3] or an encoded image string (JPEG, PNG,
+GIF, BMP, WebP), "label": int32 (0-based; UNLABELLED where the data has none), "id": string};
+decoding happens in the preprocessing so JPEG crops decode only the crop. `read` shards by
+`tf.distribute.InputContext` before any decoding: by files when there are at least as many
+files as input pipelines, else by examples. Nothing here downloads: missing data is a
+UserError saying where to put it.
+
+A source without labels (num_classes 0: an image folder without class folders, a CSV
+without a label column, a TFDS dataset without a ClassLabel) trains label-free methods;
+`check_labelled` is the one message everything that needs labels gives.
 """
 
+import csv
+import io
 import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfssl.errors import UserError
 from tfssl.registry import Registry
 
 DATASETS = Registry("dataset")
 FOLDER_PREFIX = "folder:"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+CSV_PREFIX = "csv:"
+TFDS_PREFIX = "tfds:"
+# What tf.io.decode_image reads (grayscale/CMYK/progressive JPEG, PNG with alpha or 16 bits,
+# palette PNG, GIF's first frame, BMP, WebP); a file that still fails is skipped and counted.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+UNLABELLED = -1  # the label of an example whose dataset has none
+# A file list without a validation/test split evaluates on this seeded share of its
+# training files, which it then does not train on (the same files in every run).
+HELD_OUT_SPLIT = "held_out"
+HELD_OUT_FRACTION = 0.1
+HELD_OUT_SEED = 0
+# A CSV may name up to this share of files that are missing or unreadable (left out, with
+# a warning naming them); more is refused before training.
+MAX_MISSING_FRACTION = 0.01
+HOW_TO_LABEL = (
+    "Give labels with an image folder PATH/train/<class>/... (optionally PATH/validation/"
+    "<class>/...) as --dataset=folder:PATH, a CSV with a label column as --dataset=csv:FILE "
+    "(header path,label[,split]), or a labelled TFDS dataset as --dataset=tfds:NAME.")
 
 
 def get_source(name, dataset_dir=None):
-  """The source for `name` (a registered dataset or `folder:PATH`); checks its files now."""
+  """The source for `name`: a registered dataset, `folder:PATH`, `csv:FILE` or
+  `tfds:NAME[/CONFIG]`; checks its files now."""
   if name.startswith(FOLDER_PREFIX):
     return FolderSource(name[len(FOLDER_PREFIX):])
+  if name.startswith(CSV_PREFIX):
+    return CsvSource(name[len(CSV_PREFIX):])
+  if name.startswith(TFDS_PREFIX):
+    return TFDSSource(name[len(TFDS_PREFIX):], dataset_dir, name=name)
   if name not in DATASETS:
     raise UserError(DATASETS.unknown_message(name) + f" Or use {FOLDER_PREFIX}PATH for an "
-                    "image folder (PATH/train/<class>/*, PATH/validation/<class>/*).")
+                    "image folder (labelled: PATH/train/<class>/*; unlabelled: images at any "
+                    f"depth), {CSV_PREFIX}FILE for a file list (header path[,label][,split]) "
+                    f"or {TFDS_PREFIX}NAME[/CONFIG] for a prepared TFDS dataset.")
   return DATASETS.get(name)(dataset_dir)
 
 
@@ -65,18 +97,46 @@ def _check_dir(dataset_dir, what):
 
 
 class Source:
-  """What the pipeline needs of a dataset."""
+  """What the pipeline needs of a dataset.
+
+  `unlabelled_split` is what semi-supervised methods read as their unlabelled stream and
+  label-free methods train on (`train_without_labels`): the train split, unless the data
+  has images without labels besides it (STL-10).
+  """
   name = ""
   num_classes = 0
   image_size = 224
   train_split = "train"
   eval_split = "test"
+  _unlabelled_split = None
 
   def __init__(self):
     self._labels_and_ids = {}
 
+  @property
+  def unlabelled_split(self):
+    return self._unlabelled_split or self.train_split
+
   def splits(self):
-    return (self.train_split, self.eval_split)
+    return tuple(dict.fromkeys((self.train_split, self.eval_split, self.unlabelled_split)))
+
+  @property
+  def has_labels(self):
+    return self.num_classes > 0
+
+  def check_labelled(self, who):
+    """One UserError if the data has no labels: `who` (e.g. "--method=fixmatch") needs them."""
+    if not self.has_labels:
+      raise UserError(f"{who} needs labelled images, but {self.name} has no labels"
+                      f"{self.no_labels_reason()}. {HOW_TO_LABEL}")
+
+  def no_labels_reason(self):
+    """Why the data has no labels, as a clause of `check_labelled`'s message."""
+    return ""
+
+  def train_without_labels(self):
+    """Label-free methods train on the unlabelled split: every image there is."""
+    self.train_split = self.unlabelled_split
 
   def _check_split(self, split):
     if split not in self.splits():
@@ -265,22 +325,40 @@ def cifar100(dataset_dir=None):
 # --- TFDS ----------------------------------------------------------------------------
 
 
+def _preferred_key(features, feature_type, preferred):
+  """The top-level feature named `preferred` if it has `feature_type`, else the first one
+  that has it, else None."""
+  if preferred in features and isinstance(features[preferred], feature_type):
+    return preferred
+  return next((key for key, feature in features.items() if isinstance(feature, feature_type)),
+              None)
+
+
 class TFDSSource(Source):
   """A prepared TensorFlow Datasets dataset; never downloads.
 
-  Images stay encoded (TFDS stores PNG/JPEG); ids are the `id` feature where the dataset
-  has one (CIFAR: "train_01234", the index in the original train order), else `file_name`.
+  Its image and label features and its splits come from the builder's info: the image is the
+  `image` feature (else the first Image feature), the label `label` (else the first
+  ClassLabel; none: an unlabelled dataset), the evaluation split `test`, else `validation`,
+  else the last HELD_OUT_FRACTION of `train` (TFDS shuffled it when it prepared it). An
+  `unlabelled` split (STL-10's) joins `train` as the unlabelled split. Images stay encoded;
+  ids are the `id` feature where the dataset has one (CIFAR: "train_01234", the index in
+  the original train order), else `file_name`, else TFDS's record id.
   """
 
-  def __init__(self, tfds_name, data_dir=None, image_size=224, eval_split="test",
-               alternative=None):
+  def __init__(self, tfds_name, data_dir=None, image_size=None, eval_split=None,
+               alternative=None, name=None):
     super().__init__()
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     self._tfds = tfds
-    self.name = tfds_name
-    self.image_size = image_size
-    self.eval_split = eval_split
-    self.builder = tfds.builder(tfds_name, data_dir=data_dir)
+    self.name = name or tfds_name
+    try:
+      self.builder = tfds.builder(tfds_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      known = str(e).split("Available datasets:")[0].strip()
+      raise UserError(f"{known} Names are those of the TFDS catalog "
+                      "(https://www.tensorflow.org/datasets/catalog), e.g. "
+                      f"{TFDS_PREFIX}stl10 or {TFDS_PREFIX}imagenette/320px-v2.") from e
     if not self.builder.is_prepared():
       where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
       manual = (" (ImageNet needs its manual download: see the TFDS catalog page of "
@@ -291,14 +369,45 @@ class TFDSSource(Source):
           f"--data_dir=DIR`{manual}, copy DIR to this machine and pass --dataset_dir=DIR"
           + (f"; {alternative}." if alternative else "."))
     features = self.builder.info.features
-    self.num_classes = features["label"].num_classes
-    self._id_key = "id" if "id" in features else "file_name"
+    self._image_key = _preferred_key(features, tfds.features.Image, "image")
+    if self._image_key is None:
+      raise UserError(f"TFDS dataset '{tfds_name}' has no image feature (its features: "
+                      f"{', '.join(features)}); tfssl learns from images.")
+    self._label_key = _preferred_key(features, tfds.features.ClassLabel, "label")
+    self.num_classes = features[self._label_key].num_classes if self._label_key else 0
+    self._id_key = next((k for k in ("id", "file_name") if k in features), None)
+    shape = features[self._image_key].shape
+    self.image_size = image_size or (shape[0] if shape[0] and shape[0] == shape[1] else 224)
+    self._tfds_splits = {}  # our split name -> TFDS split expression, where they differ
+    prepared = list(self.builder.info.splits)
+    if prepared and "train" not in prepared:
+      raise UserError(f"TFDS dataset '{tfds_name}' has no train split (it has "
+                      f"{', '.join(prepared)}).")
+    self.eval_split = eval_split or next(
+        (split for split in ("test", "validation") if split in prepared), None)
+    if self.eval_split is None and prepared:
+      self.eval_split = HELD_OUT_SPLIT
+      cut = f"{round(100 * (1 - HELD_OUT_FRACTION))}%"
+      self._tfds_splits = {"train": f"train[:{cut}]", HELD_OUT_SPLIT: f"train[{cut}:]"}
+      logging.info("TFDS dataset %s has no test or validation split: evaluating on "
+                   "train[%s:] (split '%s') and training on train[:%s].", tfds_name, cut,
+                   HELD_OUT_SPLIT, cut)
+    unlabelled = next((split for split in ("unlabelled", "unlabeled") if split in prepared), None)
+    if unlabelled:
+      self._unlabelled_split = f"train+{unlabelled}"
+
+  def no_labels_reason(self):
+    return " (its features have no ClassLabel)"
+
+  def _tfds_split(self, split):
+    self._check_split(split)
+    return self._tfds_splits.get(split, split)
 
   def _split_info(self, split):
-    self._check_split(split)
+    split = self._tfds_split(split)
     # Empty only under tfds.testing.mock_data, which serves records without metadata.
     splits = self.builder.info.splits
-    return splits[split] if split in splits else None
+    return splits[split] if list(splits) else None
 
   def num_examples(self, split):
     info = self._split_info(split)
@@ -307,6 +416,7 @@ class TFDSSource(Source):
   def read(self, split, *, input_context=None, shuffle_files=False, seed=0,
            decode_labels_only=False, deterministic=True):
     info = self._split_info(split)
+    split = self._tfds_split(split)
     tfds = self._tfds
     num_pipelines = _num_pipelines(input_context)
     read_context = input_context
@@ -318,15 +428,19 @@ class TFDSSource(Source):
     options = tf.data.Options()
     options.deterministic = deterministic or not shuffle_files
     read_config = tfds.ReadConfig(input_context=read_context, shuffle_seed=seed,
-                                  skip_prefetch=True, options=options)
-    dataset = self.builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()},
+                                  skip_prefetch=True, options=options,
+                                  add_tfds_id=self._id_key is None)
+    image_key, label_key = self._image_key, self._label_key
+    dataset = self.builder.as_dataset(split=split,
+                                      decoders={image_key: tfds.decode.SkipDecoding()},
                                       read_config=read_config, shuffle_files=shuffle_files)
-    id_key = self._id_key
+    id_key = self._id_key or "tfds_id"
 
     def convert(example):
-      out = {"label": tf.cast(example["label"], tf.int32), "id": example[id_key]}
+      label = example[label_key] if label_key else UNLABELLED
+      out = {"label": tf.cast(label, tf.int32), "id": example[id_key]}
       if not decode_labels_only:
-        out["image"] = example["image"]
+        out["image"] = example[image_key]
       return out
 
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
@@ -415,72 +529,69 @@ def imagenet(dataset_dir=None, label_offset=1):
   return TFDSSource("imagenet2012", dataset_dir, image_size=224, eval_split="validation")
 
 
-# --- image folders -------------------------------------------------------------------
+# --- image files: folders and CSV lists ---------------------------------------------------
 
 
-class FolderSource(Source):
-  """PATH/train/<class>/*.{jpg,jpeg,png} and PATH/validation|test/<class>/*.
+def _is_image(path):
+  return path.lower().endswith(IMAGE_EXTENSIONS)
 
-  Classes are the sorted subdirectory names of train/; ids are paths relative to the
-  split's dir ("<class>/<file>"); images are the encoded file contents.
-  """
 
-  def __init__(self, path, image_size=224):
+def _relative_id(path, root):
+  return os.path.relpath(path, root).replace(os.sep, "/").encode()
+
+
+def _images_under(folder):
+  """(sorted image paths at any depth under `folder`, count of the other files, a few of
+  their names)."""
+  images, others = [], []
+  for directory, _, names in tf.io.gfile.walk(folder):
+    for name in names:
+      (images if _is_image(name) else others).append(os.path.join(directory, name))
+  return sorted(images), len(others), sorted(others)[:3]
+
+
+def _held_out_mask(count):
+  """Which of `count` files form HELD_OUT_SPLIT: a seeded HELD_OUT_FRACTION of them (at
+  least one, and never all)."""
+  held = min(max(int(round(count * HELD_OUT_FRACTION)), 1), count - 1)
+  mask = np.zeros(count, bool)
+  mask[np.random.RandomState(HELD_OUT_SEED).permutation(count)[:held]] = True
+  return mask
+
+
+class FileListSource(Source):
+  """Examples that are image files: {split: (paths, labels, ids)}, each a numpy column in
+  read order. Images are the encoded file contents; a file that does not decode is skipped
+  and counted by the pipeline."""
+
+  def __init__(self, name, files, image_size=224, num_classes=0, eval_split=None):
     super().__init__()
-    self.name = FOLDER_PREFIX + path
-    self.image_size = image_size
-    layout = (f"Expected {path}/train/<class>/*.jpg|jpeg|png and "
-              f"{path}/validation/<class>/* (or {path}/test/<class>/*).")
-    train_dir = os.path.join(path, "train")
-    if not tf.io.gfile.isdir(train_dir):
-      raise UserError(f"Image folder {path} has no train/ dir. {layout}")
-    self.classes = sorted(c.rstrip("/") for c in tf.io.gfile.listdir(train_dir)
-                          if tf.io.gfile.isdir(os.path.join(train_dir, c)))
-    if not self.classes:
-      raise UserError(f"{train_dir} has no class subdirectories. {layout}")
-    self.num_classes = len(self.classes)
-    eval_dirs = [s for s in ("validation", "test") if tf.io.gfile.isdir(os.path.join(path, s))]
-    if not eval_dirs:
-      raise UserError(f"Image folder {path} has no validation/ or test/ dir to evaluate on. "
-                      + layout)
-    self.eval_split = eval_dirs[0]
-    self._path = path
-    self._files = {split: self._list(split) for split in self.splits()}
-    counts = np.bincount(self._files["train"][1], minlength=self.num_classes)
-    empty = [c for c, n in zip(self.classes, counts) if n == 0]
-    if empty:
-      raise UserError(f"{len(empty)} class(es) have no images in {train_dir}: "
-                      f"{', '.join(empty[:10])}. Every class needs at least one "
-                      ".jpg/.jpeg/.png file, or remove its dir.")
-    if not len(self._files[self.eval_split][0]):
-      raise UserError(f"{os.path.join(path, self.eval_split)} has no images in class dirs "
-                      f"named like those of train/ ({', '.join(self.classes[:5])} ...).")
-
-  def _list(self, split):
-    paths, labels = [], []
-    for label, name in enumerate(self.classes):
-      folder = os.path.join(self._path, split, name)
-      if not tf.io.gfile.isdir(folder):
-        continue
-      for filename in sorted(tf.io.gfile.listdir(folder)):
-        if filename.lower().endswith(IMAGE_EXTENSIONS):
-          paths.append(os.path.join(folder, filename))
-          labels.append(label)
-    return np.array(paths, dtype=object), np.array(labels, np.int64)
+    self.name, self.image_size, self.num_classes = name, image_size, num_classes
+    if not eval_split:
+      paths, labels, ids = files[self.train_split]
+      if len(paths) < 2:
+        raise UserError(f"{name} has {len(paths)} image(s): too few to hold some out for "
+                        "evaluation. Add images, or a validation split.")
+      held = _held_out_mask(len(paths))
+      files = dict(files, **{self.train_split: (paths[~held], labels[~held], ids[~held]),
+                             HELD_OUT_SPLIT: (paths[held], labels[held], ids[held])})
+      eval_split = HELD_OUT_SPLIT
+      logging.info("%s has no validation or test split: holding out %d of its %d images "
+                   "(%d%%, seed %d) as split '%s' to evaluate on; training on the other %d.",
+                   name, held.sum(), len(paths), round(100 * HELD_OUT_FRACTION),
+                   HELD_OUT_SEED, HELD_OUT_SPLIT, (~held).sum())
+    self.eval_split = eval_split
+    self._files = files
 
   def _read_labels_and_ids(self, split):
-    paths, labels = self._files[split]
-    root = os.path.join(self._path, split)
-    ids = np.array([os.path.relpath(p, root).replace(os.sep, "/").encode() for p in paths],
-                   dtype=object)
+    _, labels, ids = self._files[split]
     return ids, labels
 
   def read(self, split, *, input_context=None, shuffle_files=False, seed=0,
            decode_labels_only=False, deterministic=True):
     del deterministic
     self._check_split(split)
-    paths, labels = self._files[split]
-    ids, _ = self.labels_and_ids(split)
+    paths, labels, ids = self._files[split]
     columns = {"path": np.array([p.encode() for p in paths], dtype=object),
                "label": labels.astype(np.int32), "id": ids}
     dataset = _shard(tf.data.Dataset.from_tensor_slices(columns), input_context)
@@ -492,3 +603,221 @@ class FolderSource(Source):
       return dataset.map(lambda e: {"label": e["label"], "id": e["id"]})
     return dataset.map(lambda e: {"image": tf.io.read_file(e["path"]), "label": e["label"],
                                   "id": e["id"]}, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _columns(paths, labels, ids):
+  return (np.array(paths, dtype=object), np.array(labels, np.int64),
+          np.array(ids, dtype=object))
+
+
+_EXTENSIONS_TEXT = "/".join(e[1:] for e in IMAGE_EXTENSIONS)
+
+
+class FolderSource(FileListSource):
+  """An image folder, labelled or not.
+
+  Labelled: PATH/train/<class>/... and PATH/validation|test/<class>/...; classes are the
+  sorted subdirectory names of train/, ids are paths relative to the split's dir
+  ("<class>/<file>"). Unlabelled (no class folders under train/): every image under
+  PATH/train, or under PATH if it has no train/ dir, at any depth; ids are paths relative to
+  that dir. Images are the files ending in IMAGE_EXTENSIONS, at any depth. Without a
+  validation/ or test/ dir the evaluation split is a held-out share (HELD_OUT_SPLIT).
+  """
+
+  def __init__(self, path, image_size=224):
+    self._path = path
+    name = FOLDER_PREFIX + path
+    if not tf.io.gfile.isdir(path):
+      raise UserError(f"Image folder {path} does not exist (or is not a directory).")
+    train_dir = os.path.join(path, "train")
+    classes = []
+    if tf.io.gfile.isdir(train_dir):
+      classes = sorted(c.rstrip("/") for c in tf.io.gfile.listdir(train_dir)
+                       if tf.io.gfile.isdir(os.path.join(train_dir, c)))
+    eval_dirs = [s for s in ("validation", "test") if tf.io.gfile.isdir(os.path.join(path, s))]
+    eval_split = eval_dirs[0] if eval_dirs else None
+    self.classes = classes
+    if classes:
+      files = {split: self._list_classes(split) for split in ("train", eval_split) if split}
+      self._check_classes(files, eval_split)
+    else:
+      self._unlabelled_root = train_dir if tf.io.gfile.isdir(train_dir) else path
+      files = {"train": self._list_unlabelled(self._unlabelled_root)}
+      if eval_split and self._unlabelled_root == train_dir:
+        files[eval_split] = self._list_unlabelled(os.path.join(path, eval_split))
+      else:
+        eval_split = None
+      logging.info("%s has no class folders (%s/train/<class>/): reading its %d images as "
+                   "unlabelled.", name, path, len(files["train"][0]))
+    super().__init__(name, files, image_size, num_classes=len(classes), eval_split=eval_split)
+
+  def no_labels_reason(self):
+    return (f" (its images are not in class folders {self._path}/train/<class>/, so it is "
+            "read as unlabelled)")
+
+  def _list_classes(self, split):
+    paths, labels, ids = [], [], []
+    root = os.path.join(self._path, split)
+    for label, name in enumerate(self.classes):
+      folder = os.path.join(root, name)
+      if tf.io.gfile.isdir(folder):
+        images = _images_under(folder)[0]
+        paths += images
+        labels += [label] * len(images)
+        ids += [_relative_id(p, root) for p in images]
+    return _columns(paths, labels, ids)
+
+  def _check_classes(self, files, eval_split):
+    train_dir = os.path.join(self._path, "train")
+    counts = np.bincount(files["train"][1], minlength=len(self.classes))
+    empty = [c for c, n in zip(self.classes, counts) if n == 0]
+    if empty:
+      raise UserError(f"{len(empty)} class(es) have no images in {train_dir}: "
+                      f"{', '.join(empty[:10])}. Every class needs at least one "
+                      f"{_EXTENSIONS_TEXT} file, or remove its dir.")
+    if eval_split and not len(files[eval_split][0]):
+      raise UserError(f"{os.path.join(self._path, eval_split)} has no images in class dirs "
+                      f"named like those of train/ ({', '.join(self.classes[:5])} ...).")
+
+  def _list_unlabelled(self, folder):
+    images, num_others, others = _images_under(folder)
+    if not images:
+      contents = (f"none of its {num_others} files is an image ({_EXTENSIONS_TEXT}; e.g. "
+                  f"{', '.join(os.path.relpath(o, folder) for o in others)})" if num_others
+                  else "it holds no files")
+      raise UserError(f"Image folder {folder} has no images: {contents}. Put images in it at "
+                      "any depth (read as unlabelled), or in class folders "
+                      f"{self._path}/train/<class>/ for labels.")
+    return _columns(images, [UNLABELLED] * len(images),
+                    [_relative_id(p, folder) for p in images])
+
+
+def _is_remote(path):
+  return "://" in path
+
+
+def _unreadable(paths):
+  """The `paths` that are missing or cannot be read, found by listing their directories
+  (one listing per directory, also on remote filesystems) and, for local files, by
+  checking they are non-empty files this process may read."""
+  listed = {}
+  bad = []
+  for path in paths:
+    directory, name = os.path.split(path)
+    if directory not in listed:
+      try:
+        listed[directory] = set(n.rstrip("/") for n in tf.io.gfile.listdir(directory))
+      except tf.errors.NotFoundError:
+        listed[directory] = set()
+    if name not in listed[directory] or not _is_remote(path) and not (
+        os.path.isfile(path) and os.access(path, os.R_OK) and os.path.getsize(path) > 0):
+      bad.append(path)
+  return bad
+
+
+def _csv_labels(cells, csv_path):
+  """(labels, class names or None): integers used as they are, names as their index in
+  sorted order."""
+  empty = [i for i, cell in enumerate(cells) if not cell]
+  if empty:
+    raise UserError(f"{csv_path} row {empty[0] + 2} has an empty label ({len(empty)} rows "
+                    "do). Give every row a label, or drop the label column to train "
+                    "label-free methods on the images.")
+  try:
+    labels = [int(cell) for cell in cells]
+  except ValueError:
+    classes = sorted(set(cells))
+    index = {name: i for i, name in enumerate(classes)}
+    return [index[cell] for cell in cells], classes
+  if min(labels) < 0:
+    raise UserError(f"{csv_path} has a negative label ({min(labels)}): integer labels are "
+                    "class indices 0, 1, ...; or use class names.")
+  return labels, None
+
+
+class CsvSource(FileListSource):
+  """Images listed in a CSV file: a header with `path` and optional `label` and `split`
+  columns (other columns are ignored). Relative paths are relative to the CSV's dir; labels
+  are class names (classes in sorted order) or integer class indices; splits are `train`
+  and optionally `validation` or `test` (without either, a held-out share: HELD_OUT_SPLIT).
+  ids are the paths as the CSV writes them.
+
+  Files that are missing or unreadable are counted before training: up to
+  MAX_MISSING_FRACTION of them are left out with a warning, more are refused.
+  """
+
+  def __init__(self, path, image_size=224):
+    self._path = path
+    fields, rows = self._read_rows()
+    written = [row["path"] for row in rows]
+    base = os.path.dirname(path)
+    files = [p if os.path.isabs(p) or _is_remote(p) else os.path.join(base, p) for p in written]
+    bad = self._check_readable(files, written)
+    keep = [i for i, f in enumerate(files) if f not in bad]
+    rows, files = [rows[i] for i in keep], [files[i] for i in keep]
+    labels, self.classes, num_classes = [UNLABELLED] * len(rows), None, 0
+    if "label" in fields:
+      labels, self.classes = _csv_labels([row["label"] for row in rows], path)
+      num_classes = len(self.classes) if self.classes else max(labels) + 1
+    splits = [row.get("split") or "train" for row in rows]
+    unknown = sorted(set(splits) - {"train", "validation", "test"})
+    if unknown:
+      raise UserError(f"{path} has split(s) {', '.join(unknown)}: the split column holds "
+                      "train, validation or test.")
+    if "train" not in splits:
+      raise UserError(f"{path} has no rows of split 'train' to train on.")
+    eval_split = next((s for s in ("validation", "test") if s in splits), None)
+    columns = {}
+    for split in ("train", eval_split):
+      if split:
+        chosen = [i for i, s in enumerate(splits) if s == split]
+        columns[split] = _columns([files[i] for i in chosen], [labels[i] for i in chosen],
+                                  [rows[i]["path"].encode() for i in chosen])
+    super().__init__(CSV_PREFIX + path, columns, image_size, num_classes, eval_split)
+
+  def no_labels_reason(self):
+    return " (its header has no 'label' column)"
+
+  def _read_rows(self):
+    """(header fields, rows as dicts of stripped cells), rows without a path dropped."""
+    path = self._path
+    if not tf.io.gfile.exists(path):
+      raise UserError(f"File list {path} does not exist. Write a CSV whose header is "
+                      "path[,label][,split] and whose rows name image files.")
+    with tf.io.gfile.GFile(path, "rb") as f:
+      reader = csv.DictReader(io.StringIO(f.read().decode("utf-8-sig")))
+      rows = list(reader)
+    fields = [name.strip() for name in reader.fieldnames or []]
+    if "path" not in fields:
+      raise UserError(f"{path} has no 'path' column (its header: {','.join(fields) or 'none'})."
+                      " The first line must be the header path[,label][,split].")
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in rows]
+    rows = [row for row in rows if row["path"]]
+    if not rows:
+      raise UserError(f"{path} lists no images: add rows under its header.")
+    seen, repeated = set(), []
+    for row in rows:
+      if row["path"] in seen:
+        repeated.append(row["path"])
+      seen.add(row["path"])
+    if repeated:
+      raise UserError(f"{path} lists {len(repeated)} file(s) more than once (e.g. "
+                      f"{', '.join(repeated[:3])}): list each image once.")
+    return fields, rows
+
+  def _check_readable(self, files, written):
+    """The set of `files` that are missing or unreadable; refuses more than
+    MAX_MISSING_FRACTION of them."""
+    bad = set(_unreadable(files))
+    if not bad:
+      return bad
+    named = [w for f, w in zip(files, written) if f in bad]
+    if len(bad) > MAX_MISSING_FRACTION * len(files):
+      raise UserError(
+          f"{len(bad)} of the {len(files)} files {self._path} lists are missing or unreadable "
+          f"(e.g. {', '.join(named[:3])}), more than the {MAX_MISSING_FRACTION:.0%} tfssl "
+          f"leaves out. Relative paths are read from {os.path.dirname(self._path) or '.'}; "
+          "fix the paths or copy the files, then rerun.")
+    logging.warning("%d of the %d files %s lists are missing or unreadable and are left out: "
+                    "%s", len(bad), len(files), self._path, ", ".join(named[:5]))
+    return bad

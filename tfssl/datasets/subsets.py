@@ -3,7 +3,8 @@
 `N` and `1pct`/`10pct` draw a class-balanced subset (per-class counts differ by at most one,
 as S4L and SimCLR do); `N_per_class` draws exactly N of every class. ImageNet's 1%/10% are
 not drawn: they are the fixed lists everybody reports on (TFDS imagenet2012_subset =
-SimCLR's imagenet_subsets/1percent.txt, 10percent.txt). Semi-supervised methods use the
+SimCLR's imagenet_subsets/1percent.txt, 10percent.txt), read from the list file or from a
+prepared TFDS imagenet2012_subset. Semi-supervised methods use the
 whole train split as unlabelled data (as S4L does), so only the labelled ids are chosen here.
 """
 
@@ -21,7 +22,7 @@ from tfssl.errors import UserError
 _FRACTIONS = {"1pct": 0.01, "10pct": 0.10}
 _SPEC_HELP = ("Use --labels=all, 1pct, 10pct, N (e.g. 4000), N_per_class (e.g. 400_per_class) "
               "or file:PATH (one id per line).")
-_IMAGENET_NAMES = ("imagenet", "imagenet2012")
+_IMAGENET_NAMES = ("imagenet", "imagenet2012", "tfds:imagenet2012")
 
 
 class _ImagenetList:
@@ -146,7 +147,11 @@ def _alternative_keys(ids):
 
 def ids_from_file(path, ids):
   """Sorted indices into `ids` of the examples listed in `path`."""
-  wanted = read_id_file(path)
+  return ids_from_list(read_id_file(path), ids, path)
+
+
+def ids_from_list(wanted, ids, path):
+  """Sorted indices into `ids` of the examples `wanted` names (the list `path` holds)."""
   unique = list(dict.fromkeys(wanted))
   if len(unique) < len(wanted):
     logging.warning("Label file %s lists %d ids more than once; using the %d distinct ones.",
@@ -173,29 +178,65 @@ def _sha256(path):
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def imagenet_list_path(spec, dataset_dir=None):
-  """Where TFDS's imagenet2012_subset list for `spec` is: dataset_dir, or a TFDS download."""
+def _tfds_dirs(dataset_dir):
+  dirs = [dataset_dir] if dataset_dir else []
+  return dirs + [os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")]
+
+
+def _prepared_imagenet_subset(spec, dataset_dir):
+  """(file names of a prepared TFDS imagenet2012_subset/<spec>'s train split, where), or
+  None where no TFDS data dir holds it prepared."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  for data_dir in _tfds_dirs(dataset_dir):
+    builder = tfds.builder(f"imagenet2012_subset/{spec}", data_dir=data_dir)
+    if builder.is_prepared():
+      logging.info("Reading the %s list from the file names of %s's imagenet2012_subset/%s.",
+                   spec, data_dir, spec)
+      dataset = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
+      names = [name.decode() for batch in dataset.map(lambda e: e["file_name"]).batch(4096)
+               for name in batch.numpy()]
+      return names, f"{data_dir}/imagenet2012_subset/{spec}"
+  return None
+
+
+def imagenet_subset_ids(spec, ids, dataset_dir=None):
+  """Sorted indices into `ids` of TFDS's imagenet2012_subset `spec` (1pct, 10pct): from its
+  list file (see imagenet_list_path), else from a prepared imagenet2012_subset/<spec>."""
+  path, looked_at = imagenet_list_path(spec, dataset_dir)
+  if path:
+    return ids_from_file(path, ids)
+  prepared = _prepared_imagenet_subset(spec, dataset_dir)
+  if prepared:
+    names, where = prepared
+    return ids_from_list(names, ids, where)
   subset = _IMAGENET_LISTS[spec]
-  tfds_dirs = [dataset_dir] if dataset_dir else []
-  tfds_dirs.append(os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets"))
+  raise UserError(
+      f"--labels={spec} on ImageNet uses the standard list {subset.name} (the one TFDS "
+      f"imagenet2012_subset/{spec} and SimCLR use), which is not in --dataset_dir "
+      f"{dataset_dir} (looked for {', '.join(looked_at[:2])}), nor prepared as TFDS "
+      f"imagenet2012_subset/{spec} in {' or '.join(_tfds_dirs(dataset_dir))}. Copy the "
+      f"public file {subset.url} (google-research/simclr imagenet_subsets/{subset.name}) "
+      "there, or pass --labels=file:PATH.")
+
+
+def imagenet_list_path(spec, dataset_dir=None):
+  """(where TFDS's imagenet2012_subset list file for `spec` is, in dataset_dir or a TFDS
+  download, or None; the paths looked at)."""
+  subset = _IMAGENET_LISTS[spec]
   candidates = []
   if dataset_dir:
     candidates += [os.path.join(dataset_dir, subset.name),
                    os.path.join(dataset_dir, "imagenet_subsets", subset.name)]
-  candidates += [os.path.join(d, "downloads", subset.tfds_download_name) for d in tfds_dirs]
+  candidates += [os.path.join(d, "downloads", subset.tfds_download_name)
+                 for d in _tfds_dirs(dataset_dir)]
   for path in candidates:
     if tf.io.gfile.exists(path):
       if _sha256(path) != subset.sha256:
         logging.warning("%s differs from TFDS's imagenet2012_subset %s (sha256 %s): results "
                         "will not be comparable with published %s numbers.", path, spec,
                         subset.sha256, spec)
-      return path
-  raise UserError(
-      f"--labels={spec} on ImageNet uses the standard list {subset.name} (the one TFDS "
-      f"imagenet2012_subset/{spec} and SimCLR use), which is not in --dataset_dir "
-      f"{dataset_dir} (looked for {', '.join(candidates[:2] or ['DIR/' + subset.name])}). "
-      f"Copy the public file {subset.url} (google-research/simclr imagenet_subsets/"
-      f"{subset.name}) there, or pass --labels=file:PATH.")
+      return path, candidates
+  return None, candidates
 
 
 def select_labelled_ids(spec, ids, labels, num_classes, seed=0, dataset_name=None,
@@ -210,7 +251,7 @@ def select_labelled_ids(spec, ids, labels, num_classes, seed=0, dataset_name=Non
     return ids[ids_from_file(spec[len("file:"):], ids)]
   if spec in _FRACTIONS:
     if dataset_name in _IMAGENET_NAMES:
-      return ids[ids_from_file(imagenet_list_path(spec, dataset_dir), ids)]
+      return ids[imagenet_subset_ids(spec, ids, dataset_dir)]
     count = int(round(_FRACTIONS[spec] * len(ids)))
     return ids[balanced_subset(labels, num_classes, count, seed)]
   match = re.fullmatch(r"(\d+)(_per_class)?", spec)

@@ -120,6 +120,13 @@ class Method:
     del config, image_size
 
   @classmethod
+  def uses_labels(cls, config):
+    """Whether runs of `config` learn from the dataset's labels; label-free ones also train
+    on images that have none (datasets.UNLABELLED, num_classes 0)."""
+    del config
+    return True
+
+  @classmethod
   def uses_support_stream(cls, config):
     """Whether runs of `config` read class-stratified support batches."""
     del config

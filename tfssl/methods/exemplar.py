@@ -33,6 +33,11 @@ class Exemplar(Method):
   """Backbone + linear embedding head trained with a triplet loss over augmented copies."""
 
   @classmethod
+  def uses_labels(cls, config):
+    del config
+    return False
+
+  @classmethod
   def default_config(cls):
     return {
         "crop_area_min": 0.05,  # slim inception_preprocessing

@@ -318,6 +318,11 @@ class LabelFree:
             if key not in LABELLED_KEYS}
 
   @classmethod
+  def uses_labels(cls, config):
+    del config
+    return False
+
+  @classmethod
   def check_config(cls, config, image_size):
     super().check_config(config, image_size)
     if config.num_prototypes < 1:

@@ -32,6 +32,11 @@ class PatchTask(Method):
   num_task_classes = None
 
   @classmethod
+  def uses_labels(cls, config):
+    del config
+    return False
+
+  @classmethod
   def default_config(cls):
     return {
         "patch_size": 64,

@@ -46,6 +46,11 @@ class Rotation(WithRotationHead, Method):
   """Backbone + 4-way rotation classifier; exports the backbone's representations."""
 
   @classmethod
+  def uses_labels(cls, config):
+    del config
+    return False
+
+  @classmethod
   def default_config(cls):
     return {"crop_area_min": 0.05}  # slim inception_preprocessing, as the original
 

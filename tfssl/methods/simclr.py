@@ -128,6 +128,10 @@ class SimCLR(Method):
     }
 
   @classmethod
+  def uses_labels(cls, config):
+    return config.train_mode == "finetune"
+
+  @classmethod
   def check_config(cls, config, image_size):
     del image_size
     if config.train_mode not in TRAIN_MODES:
@@ -166,24 +170,30 @@ class SimCLR(Method):
         self.feature_dim, config.num_proj_layers, config.proj_out_dim, sync_bn=config.sync_bn,
         bn_momentum=config.bn_momentum, bn_epsilon=config.bn_epsilon, name="projection")
     self.projection.build((None, self.feature_dim))
-    head_dim = self.projection.dims()[config.ft_proj_selector]
-    self.head = ClassifierHead(self.num_classes, name="head",
-                               zero_init=self.finetuning and config.zero_init_logits_layer)
-    self.head.build((None, head_dim))
+    # Images without labels (num_classes 0) train no linear head: there is nothing to learn.
+    self.head = None
+    if self.num_classes:
+      head_dim = self.projection.dims()[config.ft_proj_selector]
+      self.head = ClassifierHead(self.num_classes, name="head",
+                                 zero_init=self.finetuning and config.zero_init_logits_layer)
+      self.head.build((None, head_dim))
     if self.finetuning:
       models.freeze_through_block(self.backbone, config.fine_tune_after_block)
       self.projection.freeze_from(config.ft_proj_selector)
-    elif not config.online_linear_head:
+    elif self.head is not None and not config.online_linear_head:
       self.head.trainable = False  # exported untrained, like a random-init baseline's
 
   def trackables(self):
-    return dict(super().trackables(), projection=self.projection, head=self.head)
+    trackables = dict(super().trackables(), projection=self.projection)
+    if self.head is not None:
+      trackables["head"] = self.head
+    return trackables
 
   def trackables_to_initialize(self, saved=()):
     del saved
     trackables = self.trackables()
     if self.finetuning and self.config.zero_init_logits_layer:
-      del trackables["head"]
+      trackables.pop("head", None)
     return trackables
 
   def hiddens(self, images, training):
@@ -196,7 +206,8 @@ class SimCLR(Method):
     reps = dict(outputs)
     for index in range(1, len(hiddens)):
       reps[f"proj_{index}"] = tf.cast(hiddens[index], tf.float32)
-    reps["logits"] = self.head(hiddens[self.config.ft_proj_selector])
+    if self.head is not None:
+      reps["logits"] = self.head(hiddens[self.config.ft_proj_selector])
     return reps
 
   # --- input ----------------------------------------------------------------
@@ -240,7 +251,7 @@ class SimCLR(Method):
     embeddings = tf.reshape(embeddings, [num_views, batch_size, -1])
     keys = self.contrastive_keys(images, embeddings, training)
     loss, metrics = self.contrastive_loss(embeddings, keys, training)
-    if self.config.online_linear_head:
+    if self.head is not None and self.config.online_linear_head:
       # The main views only: FNC's support views are extra crops of the same images.
       main = hiddens[self.config.ft_proj_selector][:2 * batch_size]
       logits = self.head(tf.stop_gradient(main))
