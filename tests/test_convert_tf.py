@@ -95,7 +95,7 @@ def tf1_resnet(x, depth, width):
   return tf.reduce_mean(x, [1, 2])
 
 
-def tf1_heads(hiddens, scope, num_layers, out_dim, num_classes):
+def tf1_heads(hiddens, scope, num_layers, out_dim, num_classes, head_on):
   outputs = [hiddens]
   with tf.compat.v1.variable_scope(scope, reuse=tf.compat.v1.AUTO_REUSE):
     for j in range(num_layers):
@@ -106,16 +106,16 @@ def tf1_heads(hiddens, scope, num_layers, out_dim, num_classes):
       outputs.append(h if last else tf.nn.relu(h))
   with tf.compat.v1.variable_scope("head_supervised"):
     with tf.compat.v1.variable_scope("linear_layer", reuse=tf.compat.v1.AUTO_REUSE):
-      logits = L.dense(hiddens, num_classes)
+      logits = L.dense(outputs[head_on], num_classes)
   return outputs, logits
 
 
-def write_tf1(name, depth, scope, num_layers, fnc_extras=False, optimizer=True):
+def write_tf1(name, depth, scope, num_layers, fnc_extras=False, optimizer=True, head_on=0):
   with tf.Graph().as_default():
     x = tf.compat.v1.placeholder(tf.float32, [None, 64, 64, 3])
     with tf.compat.v1.variable_scope("base_model"):
       hiddens = tf1_resnet(x, depth, 1)
-    outputs, logits = tf1_heads(hiddens, scope, num_layers, 32, 10)
+    outputs, logits = tf1_heads(hiddens, scope, num_layers, 32, 10, head_on)
     if fnc_extras:  # (the stem of) fnc's EMA network and its memory bank: not converted
       with tf.compat.v1.variable_scope("ema_model"):
         with tf.compat.v1.variable_scope("base_model"):
@@ -140,9 +140,22 @@ def write_tf1(name, depth, scope, num_layers, fnc_extras=False, optimizer=True):
 
 
 write_tf1("simclr_tf1", 50, "head_contrastive", 3)
-write_tf1("fnc", 50, "head_contrastive_instance", 2, fnc_extras=True, optimizer=False)
+# As FNC's (and SimCLRv2's) fine-tuned releases: the linear head on projection layer 1.
+write_tf1("fnc", 50, "head_contrastive_instance", 2, fnc_extras=True, optimizer=False, head_on=1)
 # Basic blocks: simclr projects the shortcut of every stage's first unit, stage 1's too.
 write_tf1("simclr_tf1_r18", 18, "head_contrastive", 2, optimizer=False)
+
+# Selective kernels (sk1): the ResNet-D stem of three 3x3 convs, SK convs in the units
+# (only the start of such a net: enough to be refused).
+with tf.Graph().as_default():
+  x = tf.compat.v1.placeholder(tf.float32, [None, 64, 64, 3])
+  with tf.compat.v1.variable_scope("base_model"):
+    y = tf1_bn(tf1_conv(x, 32, 3, 2))
+    y = tf1_bn(tf1_conv(y, 32, 3, 1))
+    tf1_conv(y, 64, 3, 1)
+  with tf.compat.v1.Session() as session:
+    session.run(tf.compat.v1.global_variables_initializer())
+    tf.compat.v1.train.Saver().save(session, f"{out}/simclr_tf1_sk1/model.ckpt", global_step=1)
 
 
 # --- TF2: tf2/resnet.py and tf2/model.py's layers, their attribute names -----------------
@@ -337,6 +350,20 @@ checkpoint = tf.train.Checkpoint(model=model, global_step=tf.Variable(100, dtype
 tf.train.CheckpointManager(checkpoint, f"{out}/simclr_tf2_ckpt", max_to_keep=1).save()
 
 
+class SelectiveKernelStem(tf.Module):  # tf2/resnet.py's paths of an sk1 model's first layers
+  def __init__(self):
+    conv = lambda: tf.Module()
+    self.initial_conv_relu_max_pool = [conv(), IdentityLayer(), conv(), IdentityLayer(), conv()]
+    for layer in self.initial_conv_relu_max_pool[::2]:
+      layer.conv2d = tf.Module()
+      layer.conv2d.kernel = tf.Variable(tf.zeros([3, 3, 3, 32]))
+
+
+sk_model = tf.Module()
+sk_model.resnet_model = SelectiveKernelStem()
+tf.train.Checkpoint(model=sk_model).save(f"{out}/simclr_tf2_sk1/ckpt")
+
+
 # --- TF1 Hub modules: Revisiting's and S4L's models/resnet.py (v2, bottleneck) -----------
 # filters_factor 1 (a 16-channel stem: both codebases build any factor) keeps them small;
 # their batch norms are tf.layers' defaults (epsilon 1e-3).
@@ -412,8 +439,8 @@ np.savez(f"{out}/reference.npz", **ref)
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
   if importlib.util.find_spec("tf_keras") is None:
-    pytest.skip("tf_keras not installed (the test extra installs it: pip install -e "
-                "'.[test]'); it runs the originals' Keras 2 / tf.compat.v1.layers code")
+    pytest.skip("tf_keras not installed (a dependency of tfssl: pip install -e '.[test]'); "
+                "the references are Keras 2 / tf.compat.v1.layers networks")
   out = tmp_path_factory.mktemp("tf_releases")
   subprocess.run([sys.executable, "-c", _WRITE_RELEASES, str(out)], check=True,
                  env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
@@ -457,6 +484,34 @@ def test_features_projections_and_logits_match_the_original(releases, converted,
   assert info["config"]["stem_pool_padding"] == "same"
   assert info["converted_from"]["format"] == name
   assert len(info["converted_from"]["sha256"]) == 64
+
+
+def test_the_linear_heads_input_layer_is_read_from_the_tf1_graph(releases, converted, tmp_path):
+  """fnc's reference feeds head_supervised from projection layer 1 (the fine-tuned
+  releases' layout): the .meta graph says so, a contradicting flag is refused."""
+  out, _ = releases
+  info = export_lib.read_module_info(converted["fnc"])
+  assert info["config"]["ft_proj_selector"] == 1
+  with pytest.raises(UserError, match="from layer 1, not --ft_proj_selector=0"):
+    convert.convert("fnc", str(out / "fnc"), "resnet50_v1", str(tmp_path / "m"),
+                    ft_proj_selector=0)
+
+
+def test_a_truncated_checkpoint_says_the_copy_is_incomplete(releases, tmp_path):
+  out, _ = releases
+  for file in (out / "simclr_tf1_r18").glob("model.ckpt-100.*"):
+    data = file.read_bytes()
+    (tmp_path / file.name).write_bytes(data[:len(data) // 2] if ".data" in file.name else data)
+  with pytest.raises(UserError, match="Is the copy complete"):
+    convert.convert("simclr_tf1", str(tmp_path / "model.ckpt-100"), "resnet18_v1",
+                    str(tmp_path / "m"))
+
+
+def test_tf_formats_refuse_an_input_normalization_flag(releases, tmp_path):
+  out, _ = releases
+  with pytest.raises(UserError, match="--input_normalization is for the PyTorch formats"):
+    convert.convert("simclr_tf2", str(out / "simclr_tf2"), "resnet50_v1", str(tmp_path / "m"),
+                    input_normalization="imagenet")
 
 
 def test_a_training_checkpoint_reads_as_its_saved_model(releases):
@@ -552,8 +607,11 @@ def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules,
     ("simclr_tf1", "simclr_tf1_r18", "resnet18_v1", "stage 1.*bottleneck"),
     ("simclr_tf1", "simclr_tf2", "resnet50_v1", "TF2 checkpoint.*--from=simclr_tf2"),
     ("simclr_tf2", "fnc", "resnet50_v1", "TF1 checkpoint.*--from=simclr_tf1 or --from=fnc"),
-    ("simclr_tf1", "fnc", "resnet50_v1", "match no variable.*head_contrastive_instance"),
+    ("simclr_tf1", "fnc", "resnet50_v1", "head_contrastive_instance`, fnc.s layout: use --from=fnc"),
     ("simclr_tf1", "no_such_dir", "resnet50_v1", "no TF checkpoint there"),
+    ("simclr_tf1", "simclr_tf1_sk1", "resnet50_v1", "selective-kernel \\(sk1\\).*not supported"),
+    ("simclr_tf2", "simclr_tf2_sk1", "resnet50_v1", "selective-kernel \\(sk1\\).*not supported"),
+    ("fnc", "simclr_tf1/model.ckpt-100", "resnet50_v1", "head_contrastive`.*--from=simclr_tf1"),
     ("tf1_hub", "s4l_hub", "resnet50_v1", "S4L ResNet-50 v2 x0.25.*use --model=resnet50_v2"),
     ("tf1_hub", "simclr_tf1", "resnet50_v2", "neither S4L.*nor Revisiting"),
 ])

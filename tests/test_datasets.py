@@ -487,7 +487,7 @@ def test_labelled_folder_without_eval_dir_holds_out_a_seeded_share(tmp_path, cap
     for k in range(10):
       write_image(str(tmp_path / "train" / f"c{label}" / "deeper" / f"{k}.png"),
                   np.full([4, 4, 3], k, np.uint8))
-  caplog.set_level("INFO")
+  caplog.set_level("INFO", logger="absl")
   source = datasets.get_source(f"folder:{tmp_path}")
   assert (source.num_classes, source.eval_split) == (2, datasets.HELD_OUT_SPLIT)
   held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)

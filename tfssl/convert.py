@@ -260,25 +260,45 @@ _SIMCLR_FORMATS = ("simclr_tf2", "simclr_tf1", "fnc")
 _PROJECTION_SCOPES = {"simclr_tf1": "head_contrastive", "fnc": "head_contrastive_instance"}
 
 
-def _plan_simclr_tf(source_format, checkpoint, model, ft_proj_selector=0):
+def _plan_simclr_tf(source_format, checkpoint, model, ft_proj_selector=None):
   layout = _TF_LAYOUTS[source_format]
   if checkpoint.layout != layout:
     other = [name for name in _SIMCLR_FORMATS if _TF_LAYOUTS[name] == checkpoint.layout]
     raise UserError(f"{checkpoint.source} is a {checkpoint.layout.upper()} checkpoint, not "
                     f"the {layout.upper()} layout of --from={source_format}: use --from="
                     f"{' or --from='.join(other)}. Nothing was written.")
+  for name, scope in _PROJECTION_SCOPES.items():
+    if name != source_format and source_format in _PROJECTION_SCOPES and any(
+        key.startswith(scope + "/") for key in checkpoint.keys()):
+      raise UserError(f"{checkpoint.source} has its projection head in `{scope}`, "
+                      f"{name}'s layout: use --from={name}. Nothing was written.")
   depth, width, cifar_stem, text = tf_names.describe_resnet(checkpoint)
   fits = f"resnet{depth}_v1"
+  if fits not in models.MODELS.names():
+    raise UserError(f"{checkpoint.source} holds {text}; tfssl has no ResNet-{depth}. Nothing "
+                    "was written.")
   if model != fits:
     raise UserError(f"{checkpoint.source} does not fit --model={model}: it holds {text}: use "
                     f"--model={fits}. Nothing was written.")
+  selector_note = ""
+  if checkpoint.head_input is not None:
+    if ft_proj_selector not in (None, checkpoint.head_input):
+      raise UserError(f"{checkpoint.source}: its graph feeds head_supervised from layer "
+                      f"{checkpoint.head_input}, not --ft_proj_selector={ft_proj_selector}: "
+                      "drop the flag. Nothing was written.")
+    ft_proj_selector = checkpoint.head_input
+  elif ft_proj_selector is None:
+    ft_proj_selector = 0
+    selector_note = (" (read on the backbone's output: the file does not say which layer; "
+                     "SimCLRv2's and FNC's fine-tuned releases read layer 1: "
+                     "--ft_proj_selector=1)")
   arrays = {"backbone": tf_names.resnet_arrays(checkpoint, depth)}
   projection = tf_names.projection_arrays(checkpoint, _PROJECTION_SCOPES.get(source_format))
   head = tf_names.supervised_arrays(checkpoint)
   fields = dict(_TF_CIFAR if cifar_stem else _TF_RELEASE, model=model, model_width=width)
   num_classes = head["dense/kernel"].shape[1] if head else (10 if cifar_stem else
                                                             _IMAGENET_CLASSES)
-  head_text = f" and a {num_classes}-class head_supervised" if head else ""
+  head_text = f" and a {num_classes}-class head_supervised{selector_note}" if head else ""
   if head:
     arrays["head"] = head
   if projection is None:
@@ -441,6 +461,10 @@ def convert(source_format, checkpoint, model, out, input_normalization=None,
   choices = ", ".join(NORMALIZATION_FLAG_VALUES)
   if input_normalization is not None and input_normalization not in NORMALIZATION_FLAG_VALUES:
     raise UserError(f"--input_normalization={input_normalization} is not one of {choices}.")
+  if input_normalization is not None and source_format in _TF_LAYOUTS:
+    raise UserError(f"--input_normalization is for the PyTorch formats: --from={source_format}'s "
+                    "networks took raw [0, 1] pixels (SimCLR, FNC) or [-1, 1] (the Hub "
+                    "modules), which the module keeps. Drop the flag.")
   if input_normalization is None and source_format in _NORMALIZATION_REQUIRED:
     raise UserError(f"--from={source_format}: the file does not say how its weights' inputs "
                     f"were standardised; pass --input_normalization ({choices}: timm's "

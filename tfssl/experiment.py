@@ -193,16 +193,17 @@ def check_backbone_function(config, checkpoint_path):
   converted from PyTorch releases standardise with torchvision's ImageNet mean/std, those
   of SimCLR's and FNC's TF releases take raw pixels and pool their stem with SAME padding)."""
   saved = _saved_config(checkpoint_path) or {}
+  differences, fixes = [], []
   for key in config_lib.BACKBONE_FUNCTION_KEYS:
     theirs, ours = saved.get(key, ""), config.get(key)
-    if theirs == ours:
-      continue
-    describe = lambda value, key=key: f"{key}={value!r}" if value else f"the default {key}"
-    fix = f"add --config.{key}={theirs}" if theirs else f"drop --config.{key}={ours}"
+    if theirs != ours:
+      differences.append(f"{key}={theirs!r} there, {ours!r} here")
+      fixes.append(f"add --config.{key}={theirs}" if theirs else f"drop --config.{key}={ours}")
+  if differences:
     raise UserError(
-        f"--init_from {config.init_from} was trained with {describe(theirs)}, this run's "
-        f"backbone is built with {describe(ours)}: {fix} so the weights compute what they "
-        "learnt.")
+        f"--init_from {config.init_from} was trained with another backbone function than "
+        f"this run builds ({'; '.join(differences)}): {', '.join(fixes)} so the weights "
+        "compute what they learnt.")
 
 
 def check_batch_divides(batch_size, num_replicas, what="batch_size"):

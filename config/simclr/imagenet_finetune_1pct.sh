@@ -20,7 +20,9 @@
 #            --workdir=gs://BUCKET/simclr_ft1pct --dataset_dir=gs://BUCKET/imagenet --tpu=NAME
 # PRETRAIN: the workdir of config/simclr/imagenet_pretrain.sh (or its export/hub module),
 # or a SimCLR / FNC release converted by python -m tfssl.convert (then also pass
-# --config.input_normalization=raw --config.stem_pool_padding=same: the release's network).
+# --config.input_normalization=raw --config.stem_pool_padding=same: the release's network;
+# for a 2x/4x or ResNet-101/152 release also --model and --config.model_width as its
+# module_info.json says).
 # Results: WORKDIR/eval/results.json.
 set -euo pipefail
 : "${PRETRAIN:?set PRETRAIN=the workdir of config/simclr/imagenet_pretrain.sh}"

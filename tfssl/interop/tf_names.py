@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tfssl.errors import UserError
@@ -52,6 +53,8 @@ class Checkpoint:
     self.layout = layout  # "tf1" | "tf2"
     self.source = source
     self.used = set()
+    # The projection layer head_supervised reads, where the file's graph says (TF1).
+    self.head_input = None
 
   def keys(self):
     return list(self.arrays)
@@ -100,17 +103,46 @@ def checkpoint_prefix(path):
 def read_checkpoint(path):
   """A `Checkpoint` of the network variables at `path` (see `checkpoint_prefix`)."""
   prefix = checkpoint_prefix(path)
+  # A copy cut short fails in the index or only when a tensor's bytes are read (TF's
+  # reader then raises IndexError: "Read less bytes than requested").
   try:
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
-  except (tf.errors.OpError, ValueError) as e:
+    if _OBJECT_GRAPH_KEY in shapes:
+      return _read_object_graph(reader, path)
+    names = [name for name in shapes if not _is_slot(name, shapes)]
+    arrays = {name: reader.get_tensor(name) for name in names}
+  except (tf.errors.OpError, ValueError, IndexError) as e:
     raise UserError(f"--checkpoint {path}: TF cannot read {prefix} ({e.__class__.__name__}: "
                     f"{str(e).splitlines()[0]}). Is the copy complete?") from e
-  if _OBJECT_GRAPH_KEY in shapes:
-    return _read_object_graph(reader, path)
-  names = [name for name in shapes if not _is_slot(name, shapes)]
-  arrays = {name: reader.get_tensor(name) for name in names}
-  return Checkpoint(arrays, {name: name for name in names}, "tf1", path)
+  checkpoint = Checkpoint(arrays, {name: name for name in names}, "tf1", path)
+  checkpoint.head_input = _tf1_head_input(prefix)
+  return checkpoint
+
+
+def _tf1_head_input(prefix):
+  """The projection layer `head_supervised` reads in the TF1 graph saved beside the
+  checkpoint (`PREFIX.meta`): 0 for the backbone's output, J for the J-th projection
+  layer's; None where there is no graph or no such head."""
+  meta = prefix + ".meta"
+  if not tf.io.gfile.exists(meta):
+    return None
+  graph = meta_graph_pb2.MetaGraphDef()
+  try:
+    with tf.io.gfile.GFile(meta, "rb") as f:
+      graph.ParseFromString(f.read())
+  except Exception:  # pylint: disable=broad-except
+    return None  # an unreadable graph only loses the check, the weights are the index's
+  for node in graph.graph_def.node:
+    if node.name.endswith("head_supervised/linear_layer/dense/MatMul"):
+      source = node.input[0].split(":")[0]
+      if source.startswith("base_model/") or source.endswith("final_avg_pool"):
+        return 0
+      # simclr's projection_head: hiddens_list[J] of a middle layer is its ReLU's output.
+      match = re.search(r"head_contrastive\w*/Relu(?:_(\d+))?$", source)
+      if match:
+        return int(match.group(1) or 0) + 1
+  return None
 
 
 def _is_slot(name, names):
@@ -314,6 +346,12 @@ def projection_arrays(checkpoint, head_scope=None):
     if kind == "dense" and variable != "kernel":
       continue
     arrays[f"{layer}/{variable}"] = checkpoint.take(key)
+  norms = [path for path in arrays if path.startswith("bn_") and path.endswith("/moving_variance")]
+  if norms and all(np.all(arrays[path] == 1) and np.all(arrays[path.replace(
+      "moving_variance", "moving_mean")] == 0) for path in norms):
+    # tf2/model.py builds a projection head even for releases that have none (SimCLR v1):
+    # batch-norm statistics never moved from their start mean the head never trained.
+    return None
   if not arrays and checkpoint.layout == "tf1" and any(
       k.startswith("head_contrastive") and "/l_0/" in k for k in checkpoint.keys()):
     raise UserError(f"{checkpoint.source} has a linear projection head (proj_head_mode="
