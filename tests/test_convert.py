@@ -121,7 +121,8 @@ with torch.no_grad():
   ref["vit_default"] = vit(to_torch(vit_images)).numpy()
   torch.save(vit.state_dict(), f"{out}/dino_vits16.pth")
   # timm with a classifier, trained on [-1, 1] inputs (timm's "inception" mean/std 0.5).
-  vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=10).eval()
+  # ViT-S/8 (DINO's dino_vits8 layout): the patch size is read from the file.
+  vit = timm.create_model("vit_small_patch8_224", pretrained=False, num_classes=10).eval()
   inputs = torch.from_numpy(vit_images).permute(0, 3, 1, 2) * 2 - 1
   ref["timm_default"] = vit.forward_head(vit.forward_features(inputs), pre_logits=True).numpy()
   ref["timm_logits"] = vit(inputs).numpy()
@@ -226,7 +227,7 @@ def converted(releases, tmp_path_factory):
           "wrn": ("paws", "paws_wrn.pth.tar", "wide_resnet28_2_suncet")}
   modules = {name: convert.convert(fmt, str(out / file), model, str(dirs / name))
              for name, (fmt, file, model) in jobs.items()}
-  modules["timm"] = convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s16",
+  modules["timm"] = convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s8",
                                     str(dirs / "timm"), input_normalization="inception")
   return modules
 
@@ -385,7 +386,7 @@ def test_a_file_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, file,
 def test_timm_vit_needs_to_be_told_its_input_normalization(releases, tmp_path):
   out, _ = releases
   with pytest.raises(UserError, match="pass --input_normalization"):
-    convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s16", str(tmp_path / "m"))
+    convert.convert("timm_vit", str(out / "timm_vit.pth"), "vit_s8", str(tmp_path / "m"))
 
 
 def test_remote_checkpoints_are_refused_with_what_to_do(tmp_path):

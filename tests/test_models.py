@@ -29,7 +29,8 @@ REVNET_32 = {"stem": (32, 16), "block1": (32, 16), "block2": (16, 32), "block3":
 def _expected_taps(name):
   if name.startswith("vit"):
     # 4-px patches at 32 px: an 8x8 grid in every tap; the width multiplier keeps the heads.
-    dim, heads = {"vit_s16": (384, 6), "vit_b16": (768, 12)}[name]
+    dim, heads = {"vit_s16": (384, 6), "vit_b16": (768, 12), "vit_s8": (384, 6),
+                  "vit_b8": (768, 12)}[name]
     channels = max(heads, round(dim * TINY / heads) * heads)
     return {tap: (8, channels) for tap in ["stem"] + [f"block{i}" for i in range(1, 13)]}
   if name.startswith("wide_resnet"):

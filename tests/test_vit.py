@@ -313,7 +313,7 @@ def test_init_from_and_export_across_drop_path_rates(tmp_path):
 
 
 def test_drop_path_rate_errors():
-  with pytest.raises(UserError, match=r"Vision Transformers \(vit_b16, vit_s16\), not resnet10"):
+  with pytest.raises(UserError, match=r"Vision Transformers \(vit_b16, vit_b8, vit_s16, vit_s8\), not resnet10"):
     models.build_model("resnet10_v2", image_size=16, width=0.0625, drop_path_rate=0.1)
   models.build_model("resnet10_v2", image_size=16, width=0.0625, drop_path_rate=0.0)
   for rate in (1.0, -0.1):

@@ -244,7 +244,9 @@ def vision_transformer(ops, *, dim, depth, heads, patch_size, image_size, width=
 
 
 # name: (width, depth, heads, patch size)
-REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16)}
+# name -> (width, blocks, heads, patch size at 224 px): DeiT-S / ViT-B, DINO's 16 and 8 px.
+REGISTERED = {"vit_s16": (384, 12, 6, 16), "vit_b16": (768, 12, 12, 16),
+              "vit_s8": (384, 12, 6, 8), "vit_b8": (768, 12, 12, 8)}
 MODEL_NAMES = tuple(sorted(REGISTERED))
 
 
