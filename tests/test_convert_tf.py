@@ -376,7 +376,7 @@ def pad(x, kernel):
   return tf.pad(x, [[0, 0], [total // 2, total - total // 2], [total // 2, total - total // 2], [0, 0]])
 
 
-def v2_unit(x, filters, strides, scoped):
+def v2_unit(x, filters, strides, scoped, no_shortcut=False):
   scope = tf.compat.v1.variable_scope if scoped else (lambda name: contextlib.nullcontext())
   shortcut = x
   x = tf.nn.relu(v2_bn(x))
@@ -391,7 +391,24 @@ def v2_unit(x, filters, strides, scoped):
   with scope("c"):
     x = tf.nn.relu(v2_bn(x))
     x = L.conv2d(x, filters, 1, padding="SAME", use_bias=False)
-  return x + shortcut
+  return x if no_shortcut else x + shortcut
+
+
+def revnet(x, filters_factor=1):
+  # Revisiting's revnet: a root conv to 4 x filters channels, units [x1, x2] ->
+  # [x2, x1 + F(x2)] with F a shortcut-free bottleneck_v2, pool and zero channels between
+  # stages, a final BN + ReLU (--last_relu True).
+  x = L.conv2d(pad(x, 7), 64 * filters_factor, 7, 2, padding="VALID", use_bias=False)
+  x = L.max_pooling2d(pad(x, 3), 3, 2, padding="VALID")
+  for stage, count in enumerate((3, 4, 6, 3)):
+    if stage:
+      x = L.average_pooling2d(x, 2, 2, padding="SAME")
+      x = tf.pad(x, [[0, 0], [0, 0], [0, 0], [x.shape[3] // 2, x.shape[3] // 2]])
+    for _ in range(count):
+      x1, x2 = tf.split(x, 2, 3)
+      x = tf.concat([x2, x1 + v2_unit(x2, x2.shape[-1], 1, False, no_shortcut=True)], 3)
+  x = tf.nn.relu(v2_bn(x))
+  return tf.reduce_mean(x, [1, 2], keepdims=True)
 
 
 def v2_resnet(x, scoped, filters_factor=1):
@@ -409,10 +426,10 @@ def v2_resnet(x, scoped, filters_factor=1):
   return tf.reduce_mean(x, [1, 2], keepdims=True)
 
 
-def write_hub_module(name, scoped, heads):
+def write_hub_module(name, scoped, heads, net=v2_resnet):
   with tf.Graph().as_default():
     x = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3])
-    pre_logits = v2_resnet(x, scoped)
+    pre_logits = net(x, scoped) if net is v2_resnet else net(x)
     outputs = {"pre_logits": tf.squeeze(pre_logits, [1, 2])}
     for head, classes in heads.items():  # Revisiting: the net's own logits; S4L: linear()
       outputs[head] = tf.squeeze(L.conv2d(pre_logits, classes, 1, name=None if head ==
@@ -432,6 +449,7 @@ def write_hub_module(name, scoped, heads):
 
 write_hub_module("revisiting_hub", scoped=False, heads={"logits": 4})
 write_hub_module("s4l_hub", scoped=True, heads={"rotations": 4, "classes": 10})
+write_hub_module("revnet_hub", scoped=False, heads={"logits": 4}, net=revnet)
 np.savez(f"{out}/reference.npz", **ref)
 """
 
@@ -584,11 +602,14 @@ def test_simclr_fine_tuning_starts_from_the_converted_release(releases, converte
 def converted_hub_modules(releases, tmp_path_factory):
   out, _ = releases
   dirs = tmp_path_factory.mktemp("hub_modules")
-  return {name: convert.convert("tf1_hub", str(out / name), "resnet50_v2", str(dirs / name))
-          for name in ("revisiting_hub", "s4l_hub")}
+  models_of = {"revisiting_hub": "resnet50_v2", "s4l_hub": "resnet50_v2",
+               "revnet_hub": "revnet50"}
+  return {name: convert.convert("tf1_hub", str(out / name), model, str(dirs / name))
+          for name, model in models_of.items()}
 
 
-@pytest.mark.parametrize("name,head", [("revisiting_hub", "logits"), ("s4l_hub", "classes")])
+@pytest.mark.parametrize("name,head", [("revisiting_hub", "logits"), ("s4l_hub", "classes"),
+                                       ("revnet_hub", "logits")])
 def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules, name, head):
   _, ref = releases
   got = outputs(converted_hub_modules[name], ref["images"])
@@ -613,6 +634,7 @@ def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules,
     ("simclr_tf2", "simclr_tf2_sk1", "resnet50_v1", "selective-kernel \\(sk1\\).*not supported"),
     ("fnc", "simclr_tf1/model.ckpt-100", "resnet50_v1", "head_contrastive`.*--from=simclr_tf1"),
     ("tf1_hub", "s4l_hub", "resnet50_v1", "S4L ResNet-50 v2 x0.25.*use --model=resnet50_v2"),
+    ("tf1_hub", "revnet_hub", "resnet50_v2", "Revisiting RevNet-50 x0.25.*use --model=revnet50"),
     ("tf1_hub", "simclr_tf1", "resnet50_v2", "neither S4L.*nor Revisiting"),
 ])
 def test_a_tf_checkpoint_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, path,

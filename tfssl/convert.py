@@ -24,8 +24,9 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
   simclr_tf1          simclr's TF1 checkpoints (model.ckpt-N of the root code, tf.layers)
   fnc                 google-research/fnc's TF1 checkpoints (SimCLR's layout; the
                       projection head is `head_contrastive_instance`)
-  tf1_hub             Revisiting's and S4L's TF1 Hub modules (ResNet-50/101/152 v2): the
-                      backbone, and S4L's `classes` or Revisiting's `logits` head as `logits`
+  tf1_hub             Revisiting's and S4L's TF1 Hub modules (ResNet-50/101/152 v2,
+                      Revisiting's RevNet-50): the backbone, and S4L's `classes` or
+                      Revisiting's `logits` head as `logits`
 The TF formats become tfssl's `simclr` (or `supervised` / a backbone where the file has no
 projection head): ResNet-N v1, its projection head, and `head_supervised` as `logits` on
 `--ft_proj_selector` (0, the backbone's output, for the pretrained releases; SimCLRv2's
@@ -334,8 +335,7 @@ def plan_tf1_hub(checkpoint, source, model):
   if checkpoint.layout != "tf1":
     raise UserError(f"{source} is an object-based TF2 checkpoint, not a TF1 Hub module's "
                     "variables: check --from. Nothing was written.")
-  depth, width, backbone, heads, text = tf_names.hub_module_arrays(checkpoint)
-  fits = f"resnet{depth}_v2"
+  fits, width, backbone, heads, text = tf_names.hub_module_arrays(checkpoint)
   if model != fits:
     raise UserError(f"{source} does not fit --model={model}: it holds {text}: use "
                     f"--model={fits}. Nothing was written.")

@@ -413,10 +413,26 @@ def _v2_layer_order(units):
   return convs, norms + ["final_bn"]
 
 
+_REVNET_UNITS = (3, 4, 6, 3)
+
+
+def _revnet_layer_order(units):
+  """tfssl's (conv names, BN names) of Revisiting's RevNet in its creation order: the root
+  conv, then per unit F's BN-conv three times (bottleneck_v2 without a shortcut); the
+  final BN."""
+  convs, norms = ["stem_conv"], []
+  for stage, count in enumerate(units, start=1):
+    for unit in range(1, count + 1):
+      for index in range(1, 4):
+        norms.append(f"block{stage}_unit{unit}_bn{index}")
+        convs.append(f"block{stage}_unit{unit}_conv{index}")
+  return convs, norms + ["final_bn"]
+
+
 def hub_module_arrays(checkpoint):
-  """(depth, width, {backbone path: array}, {head name: {"dense/kernel", "dense/bias"}},
-  text) of a Revisiting or S4L Hub module's ResNet-N v2 (bottleneck), or a UserError
-  saying what the module holds."""
+  """(tfssl model, width, {backbone path: array}, {head name: {"dense/kernel",
+  "dense/bias"}}, text) of a Revisiting or S4L Hub module's ResNet-N v2 (bottleneck) or
+  Revisiting's RevNet-50, or a UserError saying what the module holds."""
   keys = checkpoint.keys()
   arrays, heads = {}, {}
 
@@ -461,15 +477,19 @@ def hub_module_arrays(checkpoint):
                    if (m := re.fullmatch(r"batch_normalization(?:_(\d+))?/(\w+)", k)))
     logits = convs[-1][1] if convs[-1][1].replace("kernel", "bias") in keys else None
     body = convs[:-1] if logits else convs
-    fits = [units for units in _V2_BOTTLENECK.values()
-            if len(_v2_layer_order(units)[0]) == len(body)]
-    if not fits or len({index for index, _, _ in norms}) != len(_v2_layer_order(fits[0])[1]):
+    num_norms = len({index for index, _, _ in norms})
+    orders = [("resnet", units, _v2_layer_order(units)) for units in _V2_BOTTLENECK.values()]
+    orders.append(("revnet", _REVNET_UNITS, _revnet_layer_order(_REVNET_UNITS)))
+    fits = [fit for fit in orders
+            if (len(fit[2][0]), len(fit[2][1])) == (len(body), num_norms)]
+    if not fits:
       raise UserError(f"{checkpoint.source} holds {len(body)} convolutions and "
-                      f"{len({i for i, _, _ in norms})} batch norms: not a pre-activation "
-                      "bottleneck ResNet (50, 101, 152) of Revisiting's models/resnet.py "
-                      "(RevNets and VGGs are not converted). Nothing was written.")
-    units = fits[0]
-    conv_names, norm_names = _v2_layer_order(units)
+                      f"{num_norms} batch norms: neither a pre-activation bottleneck "
+                      "ResNet (50, 101, 152) nor the RevNet-50 of Revisiting's "
+                      "models/resnet.py (VGGs are not converted). Nothing was written.")
+    kind, units, (conv_names, norm_names) = fits[0]
+    if kind == "revnet":
+      layout = "Revisiting RevNet"
     for (_, key), layer in zip(body, conv_names):
       put(layer, "kernel", key)
     bn_index = {index: position for position, index in
@@ -484,6 +504,12 @@ def hub_module_arrays(checkpoint):
                     "Revisiting's `conv2d`/`batch_normalization` variables: not a ResNet "
                     f"module of theirs (it has {first_few(sorted(keys))}). Nothing was "
                     "written.")
+  if layout == "Revisiting RevNet":
+    # Its root conv projects straight to stage 1's 4 x 16 x filters_factor channels.
+    width = stem.shape[-1] / 256
+    text = (f"Revisiting RevNet-50 x{width:g} (filters_factor {4 * width:g}, "
+            f"{stem.shape[-1]}-channel {stem.shape[0]}x{stem.shape[1]} stem)")
+    return "revnet50", width, arrays, heads, text
   depths = {blocks: depth for depth, blocks in _V2_BOTTLENECK.items()}
   depth = depths.get(units)
   if depth is None:
@@ -492,4 +518,4 @@ def hub_module_arrays(checkpoint):
   width = stem.shape[-1] / 64
   text = (f"{layout} ResNet-{depth} v2 x{width:g} (filters_factor {4 * width:g}, "
           f"{stem.shape[-1]}-channel {stem.shape[0]}x{stem.shape[1]} stem)")
-  return depth, width, arrays, heads, text
+  return f"resnet{depth}_v2", width, arrays, heads, text
