@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tests.helpers import REPO, tiny_config, trainer_command
 from tfssl import eval_hub
+from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import lease as lease_lib
 from tfssl import trainer
@@ -108,6 +109,26 @@ def test_a_damaged_module_info_is_exported_again_and_named_to_eval_hub(trained_2
     eval_hub.evaluate(module, "knn", str(tmp_path / "eval"))
   trainer.train(tiny_config("supervised", "train_steps=20"), trained_20)
   assert export_lib.read_module_info(module)["step"] == 20
+
+
+def test_a_module_info_write_cut_short_leaves_no_half_file(tmp_path, monkeypatch):
+  """A writer stopped half way (a full disk, a kill) leaves the export unfinished, never
+  a module_info.json that is half there."""
+  method = experiment.resolve(tiny_config("supervised")).new_method()
+  method.build()
+  dump = json.dump
+
+  def cut_short(obj, f, **options):
+    text = json.dumps(obj, **options)
+    f.write(text[:len(text) // 2])
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(json, "dump", cut_short)
+  with pytest.raises(OSError, match="No space left"):
+    export_lib.export_hub_module(method, str(tmp_path / "module"), {"step": 0})
+  monkeypatch.setattr(json, "dump", dump)
+  assert not os.path.exists(tmp_path / "module" / export_lib.MODULE_INFO)
+  assert not export_lib.has_module_info(str(tmp_path / "module"))
 
 
 # --- one trainer per workdir ----------------------------------------------------------

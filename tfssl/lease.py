@@ -35,6 +35,7 @@ import uuid
 import tensorflow as tf
 from absl import logging
 
+from tfssl import records
 from tfssl.errors import UserError
 
 LEASE_FILE = "lease.json"
@@ -126,10 +127,7 @@ class WorkdirLease:
 
   def _write(self):
     self.mine.heartbeat = time.time()
-    tmp = f"{self.path}.{self.mine.token}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      json.dump(dataclasses.asdict(self.mine), f)
-    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    records.write_json(self.path, dataclasses.asdict(self.mine))
     self._renewed = time.monotonic()
 
   def _refuse(self, holder, why):

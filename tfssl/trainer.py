@@ -33,6 +33,7 @@ from tfssl import methods
 from tfssl import optim
 from tfssl import preemption
 from tfssl import pseudo_labels as pseudo_labels_lib
+from tfssl import records
 from tfssl.errors import NonFiniteLossError, Preempted, UserError
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -53,14 +54,6 @@ def _set_precision(config):
   if config.precision not in ("float32", "mixed_bfloat16"):
     raise UserError(f"Unknown precision '{config.precision}'. Known: float32, mixed_bfloat16.")
   keras.mixed_precision.set_global_policy(config.precision)
-
-
-def _write_json(path, obj):
-  """Writes via a temporary file so a killed job never leaves half a file."""
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def checkpoint_damage(path):
@@ -515,12 +508,12 @@ def prepare_workdir(exp, workdir, chief=True):
   path = workdir_paths(workdir)["config"]
   current = json.loads(config_lib.to_json(exp.config))
   if saved is None:
-    _write_json(path, current)
+    records.write_json(path, current)
   elif saved != current:
     # Keep the original record; note what this invocation changed beside it.
     changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
     logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
-    _write_json(path.replace("config.json", "config.resumed.json"), current)
+    records.write_json(path.replace("config.json", "config.resumed.json"), current)
 
 
 def train(config, workdir, strategy=None, exp=None, force_takeover=False):
@@ -624,7 +617,7 @@ class Evaluator:
                           self.config.method)
           return results
         results[str(step)] = dict(metrics, step=step, split=self.exp.source.eval_split)
-        _write_json(self.paths["eval_results"], results)
+        records.write_json(self.paths["eval_results"], results)
         with writer.as_default():
           for name, value in metrics.items():
             tf.summary.scalar(f"eval/{name}", value, step=step)
