@@ -167,6 +167,17 @@ def test_a_second_trainer_of_a_workdir_is_refused_naming_the_first(tmp_path):
     first.wait()
 
 
+def test_the_workdir_is_checked_once_and_leased_right_after(tmp_path, monkeypatch):
+  calls = []
+  check, acquire = experiment.check_workdir, lease_lib.WorkdirLease.acquire
+  monkeypatch.setattr(experiment, "check_workdir",
+                      lambda *args: calls.append("check") or check(*args))
+  monkeypatch.setattr(lease_lib.WorkdirLease, "acquire",
+                      lambda self, **kw: calls.append("lease") or acquire(self, **kw))
+  trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path))
+  assert calls == ["check", "lease"]
+
+
 def test_a_stale_lease_of_a_host_that_went_away_is_taken_over(tmp_path):
   workdir = str(tmp_path / "run")
   _write_lease(workdir, heartbeat=time.time() - 1)  # goes stale within the wait

@@ -499,39 +499,55 @@ def _format_seconds(seconds):
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def prepare_workdir(exp, workdir, chief=True):
-  """Checks the workdir belongs to this config, then records the config (chief only)."""
+def prepare_workdir(exp, workdir, strategy=None, force_takeover=False):
+  """Checks the workdir belongs to this config, takes its lease and records the config
+  (the chief: `strategy` None, or its chief task); returns the lease (None elsewhere).
+
+  The lease is taken right after the check, before anything is written, so a second
+  trainer of the workdir is refused (or with `force_takeover` takes it over) having
+  written nothing."""
   saved = experiment_lib.check_workdir(workdir, exp.config)
-  if not chief:
-    return
-  tf.io.gfile.makedirs(workdir)
-  path = workdir_paths(workdir)["config"]
-  current = json.loads(config_lib.to_json(exp.config))
-  if saved is None:
-    records.write_json(path, current)
-  elif saved != current:
-    # Keep the original record; note what this invocation changed beside it.
-    changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
-    logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
-    records.write_json(path.replace("config.json", "config.resumed.json"), current)
+  if strategy is not None and not distribute.is_chief(strategy):
+    return None
+  config = exp.config
+  lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
+                                 config.lease_stale_seconds).acquire(force=force_takeover)
+  try:
+    path = workdir_paths(workdir)["config"]
+    current = json.loads(config_lib.to_json(config))
+    if saved is None:
+      records.write_json(path, current)
+    elif saved != current:
+      # Keep the original record; note what this invocation changed beside it.
+      changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
+      logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
+      records.write_json(path.replace("config.json", "config.resumed.json"), current)
+  except BaseException:
+    lease.release()
+    raise
+  return lease
+
+
+def _made(strategy):
+  """`strategy` itself, or what the function `strategy` makes."""
+  return strategy if isinstance(strategy, tf.distribute.Strategy) else strategy()
 
 
 def train(config, workdir, strategy=None, exp=None, force_takeover=False):
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer.
 
+  `strategy`: a tf.distribute strategy (default: the current one), or a function making
+  one, called once the workdir is checked and leased so that a wrong workdir fails before
+  any accelerator is touched (a job of several hosts passes its strategy: it joins its
+  cluster before anything else).
   The chief holds the workdir's lease while it trains (see `lease`): a second trainer of
   the same workdir is refused, or with `force_takeover` takes it over."""
   exp = exp or experiment_lib.resolve(config)
-  strategy = strategy or tf.distribute.get_strategy()
-  chief = distribute.is_chief(strategy)
-  experiment_lib.check_workdir(workdir, config)
-  lease = None
-  if chief:
-    lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
-                                   config.lease_stale_seconds).acquire(force=force_takeover)
+  strategy = strategy or tf.distribute.get_strategy
+  made = isinstance(strategy, tf.distribute.Strategy)
+  lease = prepare_workdir(exp, workdir, strategy if made else None, force_takeover)
   try:
-    prepare_workdir(exp, workdir, chief)
-    trainer = Trainer(exp, workdir, strategy, lease=lease)
+    trainer = Trainer(exp, workdir, _made(strategy), lease=lease)
     trainer.train()
   finally:
     if lease is not None:
@@ -630,9 +646,10 @@ class Evaluator:
 
 
 def run_eval(config, workdir, strategy=None, exp=None):
+  """Follows `workdir`'s checkpoints (see Evaluator.follow); `strategy` as for `train`."""
   exp = exp or experiment_lib.resolve(config)
   experiment_lib.check_workdir(workdir, config)
-  return Evaluator(exp, workdir, strategy or tf.distribute.get_strategy()).follow()
+  return Evaluator(exp, workdir, _made(strategy or tf.distribute.get_strategy)).follow()
 
 
 # --- CLI ------------------------------------------------------------------------
@@ -680,14 +697,13 @@ def main(argv, overrides):
   strategy = None
   if not FLAGS.run_eval and distribute.uses_several_workers(FLAGS.tpu, FLAGS.strategy):
     strategy = make_strategy()
-  experiment_lib.check_workdir(FLAGS.workdir, config)
   exp = experiment_lib.resolve(config)
-  strategy = strategy or make_strategy()
   if FLAGS.run_eval:
-    results = run_eval(config, FLAGS.workdir, strategy, exp)
+    results = run_eval(config, FLAGS.workdir, make_strategy, exp)
     print(json.dumps(results, indent=2))
   else:
-    finished = train(config, FLAGS.workdir, strategy, exp, force_takeover=FLAGS.force_takeover)
+    finished = train(config, FLAGS.workdir, strategy or make_strategy, exp,
+                     force_takeover=FLAGS.force_takeover)
     last = finished.history[-1][1] if finished.history else {}
     print(json.dumps({"workdir": FLAGS.workdir, "step": finished.step, "metrics": last}, indent=2))
 
