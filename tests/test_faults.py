@@ -6,16 +6,20 @@ lost."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import test_datasets
 from tests.helpers import REPO, tiny_config, trainer_command
+from tfssl import datasets
 from tfssl import eval_hub
 from tfssl import experiment
 from tfssl import export as export_lib
@@ -129,6 +133,77 @@ def test_a_module_info_write_cut_short_leaves_no_half_file(tmp_path, monkeypatch
   monkeypatch.setattr(json, "dump", dump)
   assert not os.path.exists(tmp_path / "module" / export_lib.MODULE_INFO)
   assert not export_lib.has_module_info(str(tmp_path / "module"))
+
+
+# --- a resumed run continues its input stream ---------------------------------------
+
+
+def _ids_and_seeds(example, seed):
+  return {"id": example["id"], "noise": tf.random.stateless_uniform([], seed)}
+
+
+def _resumed_streams():
+  """name -> make(start) of every training stream, small enough to cross epochs."""
+  source = datasets.get_source("digits")
+  ids, labels = source.labels_and_ids("train")
+  fn = _ids_and_seeds
+  second_of_two = tf.distribute.InputContext(2, 1, 2)
+  support_ids = datasets.select_labelled_ids("5_per_class", ids, labels, 10, seed=0)
+  return {
+      "label subset": lambda start: datasets.train_dataset(
+          source, batch_size=16, preprocess_fn=fn, keep_ids=ids[:50], shuffle_buffer=64,
+          start_batch=start),
+      "cached": lambda start: datasets.train_dataset(
+          source, batch_size=16, preprocess_fn=fn, keep_ids=ids[:50], shuffle_buffer=64,
+          cache=True, start_batch=start),
+      "second of two pipelines": lambda start: datasets.train_dataset(
+          source, batch_size=64, preprocess_fn=fn, input_context=second_of_two,
+          shuffle_buffer=64, start_batch=start),
+      "two streams": lambda start: datasets.two_stream_dataset(
+          source, sup_batch_size=4, unsup_batch_size=64, sup_preprocess_fn=fn,
+          unsup_preprocess_fn=fn, sup_ids=ids[:20], shuffle_buffer=32, start_batch=start),
+      "support": lambda start: datasets.support_dataset(
+          source, keep_ids=support_ids, classes_per_step=4, images_per_class=2,
+          preprocess_fn=fn, start_step=start),
+  }
+
+
+def test_a_resumed_input_stream_continues_where_it_stopped():
+  """The batches after the first 13 are the same whether the stream ran through them or
+  starts after them (the label subset's 50 examples are 3 epochs of 16-example batches;
+  the other streams cross an epoch too), and a resumed stream is still graph ops only."""
+  for name, make in _resumed_streams().items():
+    uninterrupted = [batch for _, batch in zip(range(24), make(0))][13:]
+    resumed = [batch for _, batch in zip(range(11), make(13))]
+    for want, got in zip(uninterrupted, resumed, strict=True):
+      tf.nest.map_structure(lambda w, g: np.testing.assert_array_equal(w, g, err_msg=name),
+                            want, got)
+    assert not test_datasets._graph_ops(make(13)) & test_datasets.PYTHON_CALLBACK_OPS, name  # pylint: disable=protected-access
+
+
+def _weights(checkpoint):
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "/.ATTRIBUTES/" in name and "OBJECT_GRAPH" not in name}
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+  # 150 labelled examples: an epoch is under 5 steps, so the resume at step 5 lands
+  # inside the second.
+  config = tiny_config("supervised", "train_steps=10", "checkpoint_every_steps=5",
+                       "labels=150", "summary_images=0")
+  uninterrupted = str(tmp_path / "uninterrupted")
+  trainer.train(config, uninterrupted)
+  want = _weights(os.path.join(uninterrupted, "checkpoints", "ckpt-10"))
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(uninterrupted, resumed)
+  for path in _data_files(resumed, 10):  # as if killed before step 10: resumes at 5
+    _cut_in_half(path)
+  assert trainer.train(config, resumed).history[0][0] == 10
+  got = _weights(os.path.join(resumed, "checkpoints", "ckpt-10"))
+  assert set(got) == set(want)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 # --- one trainer per workdir ----------------------------------------------------------

@@ -113,13 +113,17 @@ def _skip_blank(text, position, separator=""):
   return position
 
 
-def make_train_dataset_fn(exp, method):
-  """`distribute_datasets_from_function` input: one pipeline per host, per-replica batches."""
+def make_train_dataset_fn(exp, method, start_step=0):
+  """`distribute_datasets_from_function` input: one pipeline per host, per-replica batches;
+  resumed at `start_step` (each pipeline continues its stream after the batches its
+  replicas consumed in the steps before)."""
   config = exp.config
 
   def dataset_fn(input_context):
     per_replica = input_context.get_per_replica_batch_size(config.batch_size)
-    common = dict(seed=config.seed, input_context=input_context)
+    start_batch = start_step * (input_context.num_replicas_in_sync
+                                // input_context.num_input_pipelines)
+    common = dict(seed=config.seed, input_context=input_context, start_batch=start_batch)
     train_preprocess = method.train_preprocess
     if exp.pseudo_labels is not None:
       relabel = pseudo_labels_lib.relabel_fn(
@@ -129,13 +133,14 @@ def make_train_dataset_fn(exp, method):
       support = datasets.support_dataset(
           exp.source, keep_ids=exp.labelled_ids_or_all(), classes_per_step=config.support_classes,
           images_per_class=config.support_images_per_class, preprocess_fn=train_preprocess,
-          seed=config.seed, input_context=input_context)
+          seed=config.seed, input_context=input_context, start_step=start_step)
       if method.input_mode == "support":
         return support
       unsup = datasets.train_dataset(
           exp.source, batch_size=per_replica, preprocess_fn=method.unsup_preprocess,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed + 1,
-          input_context=input_context, split=exp.source.unlabelled_split)
+          input_context=input_context, split=exp.source.unlabelled_split,
+          start_batch=start_batch)
       return datasets.zip_streams(support, unsup)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(
@@ -338,7 +343,7 @@ class Trainer:
       if not export_lib.has_module_info(os.path.join(self.paths["export"], str(start_step))):
         self.export()
       return {}
-    dataset_fn = make_train_dataset_fn(exp, self.method)
+    dataset_fn = make_train_dataset_fn(exp, self.method, start_step)
     dist_dataset = self.strategy.distribute_datasets_from_function(
         dataset_fn, self._input_options())
     iterator = iter(dist_dataset)
