@@ -54,6 +54,23 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(trained_20):
   assert resumed.step == 30
 
 
+def test_a_damaged_or_missing_checkpoint_state_file_resumes_from_the_checkpoints(trained_20):
+  """checkpoints/checkpoint only lists the ckpt-N files: without it (or with it garbled) the
+  run resumes from the newest of them, never from step 0."""
+  exp = experiment.resolve(tiny_config("supervised", "train_steps=30"))
+  resumed_step = lambda: trainer.Trainer(exp, trained_20, tf.distribute.get_strategy()).restore()
+  state = os.path.join(trained_20, "checkpoints", "checkpoint")
+  with open(state, "wb") as f:
+    f.write(b"model_checkpoint_path: \"ckpt-2\xff")  # cut, and not text
+  assert resumed_step() == 20
+  assert glob.glob(state + ".unreadable-*")  # moved aside, not lost
+  with open(state, "w") as f:
+    f.write('model_checkpoint_path: "ckpt-2')  # cut
+  assert resumed_step() == 20
+  os.remove(state)
+  assert resumed_step() == 20
+
+
 def test_every_checkpoint_damaged_is_one_message_and_nothing_is_deleted(trained_20):
   for step in (10, 20):
     for path in _data_files(trained_20, step):

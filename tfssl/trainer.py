@@ -82,13 +82,18 @@ def read_eval_results(path):
   try:
     return json.loads(raw)
   except ValueError as e:
-    copy = f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    copy = _unreadable_copy_name(path)
     tf.io.gfile.copy(path, copy, overwrite=True)
     kept = _complete_entries(raw.decode("utf-8", errors="replace"))
     logging.warning("%s cannot be read (%s): copied it to %s and kept the results of steps "
                     "%s that still parse; the others' are only in that copy.", path, e, copy,
                     ", ".join(kept) or "none")
     return kept
+
+
+def _unreadable_copy_name(path):
+  """Where an unreadable record is kept, beside it."""
+  return f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def _complete_entries(text):
@@ -213,9 +218,7 @@ class Trainer:
       state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
       self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **state)
     self.history = []  # (step, metrics) after every host loop of this process
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
-        step_counter=self.optimizer.iterations)
+    self.manager = self._checkpoint_manager()
     # Every task of a job of several hosts takes part in each save (reading a variable may
     # be a collective), but only the chief's copy is kept.
     self.scratch_dir = None if self.chief else os.path.join(
@@ -231,6 +234,22 @@ class Trainer:
           self.config.support_classes * self.config.support_images_per_class, replicas,
           "support_classes x support_images_per_class")
 
+  def _checkpoint_manager(self):
+    """The manager of the workdir's checkpoints. A state file it cannot read (bytes that
+    are not text) is moved aside: the checkpoints it listed are found by their files."""
+    make = lambda: tf.train.CheckpointManager(
+        self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
+        step_counter=self.optimizer.iterations)
+    try:
+      return make()
+    except ValueError as e:  # a UnicodeDecodeError; text that does not parse reads as none
+      state = os.path.join(self.paths["checkpoints"], "checkpoint")
+      copy = _unreadable_copy_name(state)
+      tf.io.gfile.rename(state, copy, overwrite=True)
+      logging.warning("The checkpoint state file %s cannot be read (%s): moved it to %s.",
+                      state, e, copy)
+      return make()
+
   @property
   def step(self):
     return int(self.optimizer.iterations.numpy())
@@ -238,7 +257,7 @@ class Trainer:
   def restore(self):
     """Resumes from the newest checkpoint that can be read (an unreadable one, cut short or
     damaged, is logged and the next older one tried); returns the step it resumed at."""
-    newest_first = list(reversed(self.manager.checkpoints))
+    newest_first = self._checkpoints_newest_first()
     if not newest_first:
       if self.exp.init_checkpoint:
         initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
@@ -272,6 +291,26 @@ class Trainer:
         "They were cut short or damaged (a copy or upload interrupted, a bucket object "
         "lost). Restore them from a copy, or move the checkpoints directory aside to train "
         "from step 0. Nothing was deleted.")
+
+  def _checkpoints_newest_first(self):
+    """The manager's checkpoints, newest first, then the other ckpt-N of the directory
+    that have an index, newest first: its state file (checkpoints/checkpoint), which lists
+    them, may be missing or damaged while the checkpoints themselves are there."""
+    listed = list(reversed(self.manager.checkpoints))
+    names = {os.path.basename(path) for path in listed}
+    prefixes = [path[:-len(".index")] for path in
+                tf.io.gfile.glob(os.path.join(self.paths["checkpoints"], "ckpt-*.index"))]
+    unlisted = sorted((path for path in prefixes if os.path.basename(path) not in names
+                       and path.rsplit("-", 1)[-1].isdigit()),
+                      key=lambda path: int(path.rsplit("-", 1)[-1]), reverse=True)
+    if unlisted and not listed:
+      logging.warning(
+          "The checkpoint state file %s is missing or cannot be read, but %s are there: "
+          "resuming from the newest that reads (the next save writes a new state file; "
+          "these are not removed by keep_checkpoints).",
+          os.path.join(self.paths["checkpoints"], "checkpoint"),
+          ", ".join(os.path.basename(path) for path in unlisted))
+    return listed + unlisted
 
   def _train_loop_fn(self):
     strategy, method, optimizer, ema = self.strategy, self.method, self.optimizer, self.ema
