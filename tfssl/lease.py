@@ -21,7 +21,9 @@ create-if-absent or generation precondition, so two trainers starting (or a forc
 takeover landing) within moments of each other may both write the lease; each reads it
 back after writing and at every host loop, and one that finds another's token stops.
 Google Cloud Storage reads its own writes (strong consistency), which this relies on.
-Only the chief of a job of several hosts takes the lease; its other tasks do not check it.
+Only the chief of a job of several hosts takes the lease; the trainer makes its outcome, and
+that of every check, the job's (distribute.agree), so a refused or displaced chief stops
+every task.
 """
 
 import dataclasses

@@ -218,7 +218,8 @@ class Trainer:
       state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
       self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **state)
     self.history = []  # (step, metrics) after every host loop of this process
-    self.manager = self._checkpoint_manager()
+    # Only the chief keeps checkpoints (and chooses the one to resume from).
+    self.manager = self._checkpoint_manager() if self.chief else None
     # Every task of a job of several hosts takes part in each save (reading a variable may
     # be a collective), but only the chief's copy is kept.
     self.scratch_dir = None if self.chief else os.path.join(
@@ -256,41 +257,16 @@ class Trainer:
 
   def restore(self):
     """Resumes from the newest checkpoint that can be read (an unreadable one, cut short or
-    damaged, is logged and the next older one tried); returns the step it resumed at."""
-    newest_first = self._checkpoints_newest_first()
-    if not newest_first:
-      if self.exp.init_checkpoint:
-        initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
-        self.method.after_initialize()
-        if self.ema:  # the average starts at the starting weights, not the random ones
-          self.ema.reset()
-      return 0
-    damaged = []
-    for path in newest_first:
-      try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
-        reason = checkpoint_damage(path)
-        if reason is None:
-          raise UserError(
-              f"Checkpoint {path} does not match this run's method/model "
-              f"({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]}). Use a new "
-              "--workdir or the original config. Its checkpoints were not changed.") from e
-        logging.warning("Checkpoint %s cannot be read (%s); trying the one before it. Its "
-                        "files are left as they are.", path, reason)
-        damaged.append(f"{os.path.basename(path)} ({reason})")
-        continue
-      if damaged:
-        logging.warning("Resumed from %s at step %d: the newer %s could not be read.", path,
-                        self.step, ", ".join(damaged))
-      else:
-        logging.info("Resumed from %s at step %d.", path, self.step)
-      return self.step
-    raise UserError(
-        f"No checkpoint in {self.paths['checkpoints']} can be read: {'; '.join(damaged)}. "
-        "They were cut short or damaged (a copy or upload interrupted, a bucket object "
-        "lost). Restore them from a copy, or move the checkpoints directory aside to train "
-        "from step 0. Nothing was deleted.")
+    damaged, is logged and the next older one tried); returns the step it resumed at.
+
+    On a job of several hosts the chief chooses the checkpoint and the other tasks restore
+    that one, so that every task resumes at the same step with the same weights."""
+    chosen = distribute.agree(
+        self.strategy, self._restore_newest_readable if self.chief else lambda: 0,
+        "choosing the checkpoint to resume from")
+    distribute.agree(self.strategy, (lambda: 0) if self.chief else
+                     lambda: self._restore_chosen(chosen), "restoring the chief's checkpoint")
+    return self.step
 
   def _checkpoints_newest_first(self):
     """The manager's checkpoints, newest first, then the other ckpt-N of the directory
@@ -311,6 +287,55 @@ class Trainer:
           os.path.join(self.paths["checkpoints"], "checkpoint"),
           ", ".join(os.path.basename(path) for path in unlisted))
     return listed + unlisted
+
+  def _initialize(self):
+    """The start of a run without checkpoints: --init_from's weights, or the seed's."""
+    if self.exp.init_checkpoint:
+      initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
+      self.method.after_initialize()
+      if self.ema:  # the average starts at the starting weights, not the random ones
+        self.ema.reset()
+
+  def _restore_chosen(self, step):
+    """What the chief chose: ckpt-`step`, or (-1) no checkpoint."""
+    if step < 0:
+      self._initialize()
+    else:
+      self.checkpoint.restore(os.path.join(self.paths["checkpoints"], f"ckpt-{step}")) \
+          .assert_existing_objects_matched()
+
+  def _restore_newest_readable(self):
+    """Restores the newest checkpoint that reads; returns its step (-1: there is none)."""
+    newest_first = self._checkpoints_newest_first()
+    if not newest_first:
+      self._initialize()
+      return -1
+    damaged = []
+    for path in newest_first:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+        reason = checkpoint_damage(path)
+        if reason is None:
+          raise UserError(
+              f"Checkpoint {path} does not match this run's method/model "
+              f"({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]}). Use a new "
+              "--workdir or the original config. Its checkpoints were not changed.") from e
+        logging.warning("Checkpoint %s cannot be read (%s); trying the one before it. Its "
+                        "files are left as they are.", path, reason)
+        damaged.append(f"{os.path.basename(path)} ({reason})")
+        continue
+      if damaged:
+        logging.warning("Resumed from %s at step %d: the newer %s could not be read.", path,
+                        self.step, ", ".join(damaged))
+      else:
+        logging.info("Resumed from %s at step %d.", path, self.step)
+      return int(path.rsplit("-", 1)[-1])
+    raise UserError(
+        f"No checkpoint in {self.paths['checkpoints']} can be read: {'; '.join(damaged)}. "
+        "They were cut short or damaged (a copy or upload interrupted, a bucket object "
+        "lost). Restore them from a copy, or move the checkpoints directory aside to train "
+        "from step 0. Nothing was deleted.")
 
   def _train_loop_fn(self):
     strategy, method, optimizer, ema = self.strategy, self.method, self.optimizer, self.ema
@@ -426,8 +451,9 @@ class Trainer:
       metrics, first_bad = train_loop(iterator, tf.constant(num_steps, tf.int32))
       metrics = {k: float(v) for k, v in metrics.items()}
       first_bad = int(first_bad)
-      if self.lease is not None:
-        self.lease.check()  # taken over: stop before writing anything more
+      # Taken over: stop before writing anything more (every task of the job).
+      distribute.agree(self.strategy, self.lease.check if self.lease else lambda: 0,
+                       "checking the workdir's lease")
       if first_bad >= 0:
         raise NonFiniteLossError(first_bad)
       elapsed = time.time() - loop_start
@@ -549,10 +575,26 @@ def prepare_workdir(exp, workdir, strategy=None, force_takeover=False):
 
   The lease is taken right after the check, before anything is written, so a second
   trainer of the workdir is refused (or with `force_takeover` takes it over) having
-  written nothing."""
-  saved = experiment_lib.check_workdir(workdir, exp.config)
-  if strategy is not None and not distribute.is_chief(strategy):
-    return None
+  written nothing. On a job of several hosts the outcome is the job's: if the chief is
+  refused (or any task's check fails), every task stops with a message."""
+  chief = strategy is None or distribute.is_chief(strategy)
+  leases = []
+
+  def check_and_lease():
+    saved = experiment_lib.check_workdir(workdir, exp.config)
+    if chief:
+      leases.append(_lease_and_record_config(exp, workdir, saved, force_takeover))
+
+  try:
+    distribute.agree(strategy, check_and_lease, "checking and leasing the workdir")
+  except BaseException:
+    for lease in leases:  # taken here, but another task could not go on
+      lease.release()
+    raise
+  return leases[0] if leases else None
+
+
+def _lease_and_record_config(exp, workdir, saved, force_takeover):
   config = exp.config
   lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
                                  config.lease_stale_seconds).acquire(force=force_takeover)
