@@ -31,7 +31,7 @@ def main():
                          "batch_size=8", "log_every_seconds=1000")
     with tempfile.TemporaryDirectory() as workdir:
       exp = trainer.experiment_lib.resolve(config)
-      trainer.prepare_workdir(exp, workdir)
+      trainer.prepare_workdir(exp, workdir).release()
       run = trainer.Trainer(exp, workdir, trainer.tf.distribute.get_strategy())
       loop = run._train_loop_fn()  # pylint: disable=protected-access
       dataset_fn = trainer.make_train_dataset_fn(exp, run.method)

@@ -18,8 +18,8 @@ def main():
   pipelines = []  # (input context, experiment) of each input pipeline this task built
   make_train_dataset_fn = trainer.make_train_dataset_fn
 
-  def recording_dataset_fn(exp, method):
-    dataset_fn = make_train_dataset_fn(exp, method)
+  def recording_dataset_fn(exp, method, *args, **kwargs):
+    dataset_fn = make_train_dataset_fn(exp, method, *args, **kwargs)
 
     def record(input_context):
       pipelines.append((input_context, exp))

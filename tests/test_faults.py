@@ -6,17 +6,22 @@ lost."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import test_datasets
 from tests.helpers import REPO, tiny_config, trainer_command
+from tfssl import datasets
 from tfssl import eval_hub
+from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import lease as lease_lib
 from tfssl import trainer
@@ -47,6 +52,23 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(trained_20):
   resumed = trainer.train(tiny_config("supervised", "train_steps=30"), trained_20)
   assert resumed.history[0][0] == 15  # the first host loop after step 10: ckpt-10 restored
   assert resumed.step == 30
+
+
+def test_a_damaged_or_missing_checkpoint_state_file_resumes_from_the_checkpoints(trained_20):
+  """checkpoints/checkpoint only lists the ckpt-N files: without it (or with it garbled) the
+  run resumes from the newest of them, never from step 0."""
+  exp = experiment.resolve(tiny_config("supervised", "train_steps=30"))
+  resumed_step = lambda: trainer.Trainer(exp, trained_20, tf.distribute.get_strategy()).restore()
+  state = os.path.join(trained_20, "checkpoints", "checkpoint")
+  with open(state, "wb") as f:
+    f.write(b"model_checkpoint_path: \"ckpt-2\xff")  # cut, and not text
+  assert resumed_step() == 20
+  assert glob.glob(state + ".unreadable-*")  # moved aside, not lost
+  with open(state, "w") as f:
+    f.write('model_checkpoint_path: "ckpt-2')  # cut
+  assert resumed_step() == 20
+  os.remove(state)
+  assert resumed_step() == 20
 
 
 def test_every_checkpoint_damaged_is_one_message_and_nothing_is_deleted(trained_20):
@@ -110,6 +132,97 @@ def test_a_damaged_module_info_is_exported_again_and_named_to_eval_hub(trained_2
   assert export_lib.read_module_info(module)["step"] == 20
 
 
+def test_a_module_info_write_cut_short_leaves_no_half_file(tmp_path, monkeypatch):
+  """A writer stopped half way (a full disk, a kill) leaves the export unfinished, never
+  a module_info.json that is half there."""
+  method = experiment.resolve(tiny_config("supervised")).new_method()
+  method.build()
+  dump = json.dump
+
+  def cut_short(obj, f, **options):
+    text = json.dumps(obj, **options)
+    f.write(text[:len(text) // 2])
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(json, "dump", cut_short)
+  with pytest.raises(OSError, match="No space left"):
+    export_lib.export_hub_module(method, str(tmp_path / "module"), {"step": 0})
+  monkeypatch.setattr(json, "dump", dump)
+  assert not os.path.exists(tmp_path / "module" / export_lib.MODULE_INFO)
+  assert not export_lib.has_module_info(str(tmp_path / "module"))
+
+
+# --- a resumed run continues its input stream ---------------------------------------
+
+
+def _ids_and_seeds(example, seed):
+  return {"id": example["id"], "noise": tf.random.stateless_uniform([], seed)}
+
+
+def _resumed_streams():
+  """name -> make(start) of every training stream, small enough to cross epochs."""
+  source = datasets.get_source("digits")
+  ids, labels = source.labels_and_ids("train")
+  fn = _ids_and_seeds
+  second_of_two = tf.distribute.InputContext(2, 1, 2)
+  support_ids = datasets.select_labelled_ids("5_per_class", ids, labels, 10, seed=0)
+  return {
+      "label subset": lambda start: datasets.train_dataset(
+          source, batch_size=16, preprocess_fn=fn, keep_ids=ids[:50], shuffle_buffer=64,
+          start_batch=start),
+      "cached": lambda start: datasets.train_dataset(
+          source, batch_size=16, preprocess_fn=fn, keep_ids=ids[:50], shuffle_buffer=64,
+          cache=True, start_batch=start),
+      "second of two pipelines": lambda start: datasets.train_dataset(
+          source, batch_size=64, preprocess_fn=fn, input_context=second_of_two,
+          shuffle_buffer=64, start_batch=start),
+      "two streams": lambda start: datasets.two_stream_dataset(
+          source, sup_batch_size=4, unsup_batch_size=64, sup_preprocess_fn=fn,
+          unsup_preprocess_fn=fn, sup_ids=ids[:20], shuffle_buffer=32, start_batch=start),
+      "support": lambda start: datasets.support_dataset(
+          source, keep_ids=support_ids, classes_per_step=4, images_per_class=2,
+          preprocess_fn=fn, start_step=start),
+  }
+
+
+def test_a_resumed_input_stream_continues_where_it_stopped():
+  """The batches after the first 13 are the same whether the stream ran through them or
+  starts after them (the label subset's 50 examples are 3 epochs of 16-example batches;
+  the other streams cross an epoch too), and a resumed stream is still graph ops only."""
+  for name, make in _resumed_streams().items():
+    uninterrupted = [batch for _, batch in zip(range(24), make(0))][13:]
+    resumed = [batch for _, batch in zip(range(11), make(13))]
+    for want, got in zip(uninterrupted, resumed, strict=True):
+      tf.nest.map_structure(lambda w, g: np.testing.assert_array_equal(w, g, err_msg=name),
+                            want, got)
+    assert not test_datasets._graph_ops(make(13)) & test_datasets.PYTHON_CALLBACK_OPS, name  # pylint: disable=protected-access
+
+
+def _weights(checkpoint):
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "/.ATTRIBUTES/" in name and "OBJECT_GRAPH" not in name}
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+  # 150 labelled examples: an epoch is under 5 steps, so the resume at step 5 lands
+  # inside the second.
+  config = tiny_config("supervised", "train_steps=10", "checkpoint_every_steps=5",
+                       "labels=150", "summary_images=0")
+  uninterrupted = str(tmp_path / "uninterrupted")
+  trainer.train(config, uninterrupted)
+  want = _weights(os.path.join(uninterrupted, "checkpoints", "ckpt-10"))
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(uninterrupted, resumed)
+  for path in _data_files(resumed, 10):  # as if killed before step 10: resumes at 5
+    _cut_in_half(path)
+  assert trainer.train(config, resumed).history[0][0] == 10
+  got = _weights(os.path.join(resumed, "checkpoints", "ckpt-10"))
+  assert set(got) == set(want)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
 # --- one trainer per workdir ----------------------------------------------------------
 
 LEASE = ["lease_heartbeat_seconds=0.5", "lease_stale_seconds=3"]
@@ -144,6 +257,17 @@ def test_a_second_trainer_of_a_workdir_is_refused_naming_the_first(tmp_path):
   finally:
     first.kill()
     first.wait()
+
+
+def test_the_workdir_is_checked_once_and_leased_right_after(tmp_path, monkeypatch):
+  calls = []
+  check, acquire = experiment.check_workdir, lease_lib.WorkdirLease.acquire
+  monkeypatch.setattr(experiment, "check_workdir",
+                      lambda *args: calls.append("check") or check(*args))
+  monkeypatch.setattr(lease_lib.WorkdirLease, "acquire",
+                      lambda self, **kw: calls.append("lease") or acquire(self, **kw))
+  trainer.train(tiny_config("supervised", "train_epochs=0"), str(tmp_path))
+  assert calls == ["check", "lease"]
 
 
 def test_a_stale_lease_of_a_host_that_went_away_is_taken_over(tmp_path):

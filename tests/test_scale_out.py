@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tests.helpers import REPO, free_ports, tiny_config, trainer_command
 from tfssl import distribute
+from tfssl import lease as lease_lib
 from tfssl import trainer
 from tfssl.errors import UserError
 
@@ -116,6 +117,36 @@ def test_worker_with_a_tf_config_that_does_not_match_its_peer(tmp_path):
   assert bad_index.returncode == 2
   assert "worker 2 but the cluster lists 2 worker task(s)" in bad_index.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_a_chief_refused_the_lease_stops_every_worker(tmp_path):
+  """The workdir's lease is held by a live trainer on this host: the chief is refused, and
+  the other worker stops with it instead of waiting for it in a collective forever."""
+  workdir = tmp_path / "run"
+  holder = subprocess.Popen(["sleep", "300"])
+  try:
+    mine = vars(lease_lib.WorkdirLease(str(workdir)).mine)
+    workdir.mkdir()
+    (workdir / lease_lib.LEASE_FILE).write_text(json.dumps(dict(
+        mine, pid=holder.pid, token="theirs",
+        process_start=lease_lib._process_start(holder.pid))))  # pylint: disable=protected-access
+    ports = free_ports(2)
+    tasks = [_start_task(tmp_path, ports, i, *trainer_command(workdir)) for i in range(2)]
+    try:
+      for i, task in enumerate(tasks):
+        assert task.wait(timeout=90) == 2, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+    finally:
+      for task in tasks:
+        if task.poll() is None:  # one that hangs
+          task.kill()
+          task.wait()
+  finally:
+    holder.kill()
+    holder.wait()
+  assert "being trained by another trainer" in (tmp_path / "worker0.log").read_text()
+  log = (tmp_path / "worker1.log").read_text()
+  assert "other task(s) of this job stopped while checking and leasing the workdir" in log
+  assert "Traceback" not in log
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tmp_path):

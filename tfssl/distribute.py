@@ -1,5 +1,6 @@
 """Picks the `tf.distribute` strategy for the hardware the job runs on."""
 
+import functools
 import importlib.util
 import json
 import os
@@ -308,3 +309,51 @@ def is_chief(strategy):
   task_type, task_id = resolver.task_type, resolver.task_id
   return task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
                                           "chief" not in resolver.cluster_spec().as_dict())
+
+
+def spans_several_hosts(strategy):
+  """Whether `strategy` is a job of several tasks (hosts) that each run this program."""
+  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          and strategy.extended._num_workers > 1)  # pylint: disable=protected-access
+
+
+@functools.lru_cache(maxsize=None)
+def _sum_over_tasks_fn(strategy):
+  replicas_per_task = (strategy.num_replicas_in_sync
+                       // strategy.extended._num_workers)  # pylint: disable=protected-access
+
+  @tf.function
+  def sum_over_tasks(values):
+    per_replica = strategy.run(lambda task_values: task_values, args=(values,))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                           axis=None) // replicas_per_task
+
+  return sum_over_tasks
+
+
+def agree(strategy, fn, what):
+  """Runs `fn()` (returning an int, or None for 0) on this task and returns the chief's
+  result on every task of a job of several hosts, so that all of them act on the one
+  decision the chief took; alone (or `strategy` None), just fn().
+
+  If fn raises on any task, every task raises: that task its own error, the others a
+  UserError saying so. Without this, the tasks that went on would wait forever for the
+  stopped one in their next collective. `what` names the step, for that message.
+  """
+  if strategy is None or not spans_several_hosts(strategy):
+    return fn()
+  error, value = None, 0
+  try:
+    value = int(fn() or 0)
+  except Exception as e:  # pylint: disable=broad-except  # re-raised below, once the job knows
+    error = e
+  chief_value = value if is_chief(strategy) and error is None else 0
+  failed, decided = (int(x) for x in _sum_over_tasks_fn(strategy)(
+      tf.constant([int(error is not None), chief_value], tf.int64)))
+  if error is not None:
+    raise error
+  if failed:
+    raise UserError(f"{failed} other task(s) of this job stopped while {what} (their logs "
+                    f"say why): this {task_name(strategy)} stops too rather than wait for "
+                    "them. Fix what they report and start every task again.")
+  return decided

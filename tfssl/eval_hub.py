@@ -42,6 +42,7 @@ from tfssl import experiment
 from tfssl import export as export_lib
 from tfssl import losses
 from tfssl import preprocess as pp
+from tfssl import records
 from tfssl import report
 from tfssl.errors import UserError
 from tfssl.registry import Registry
@@ -780,8 +781,7 @@ def evaluate(hub_module, protocol, workdir, dataset=None, dataset_dir=None,
     rows.append(row)
   tf.io.gfile.makedirs(workdir)
   results_path = os.path.join(workdir, "results.json")
-  with tf.io.gfile.GFile(results_path, "w") as f:
-    json.dump(rows if len(rows) > 1 else rows[0], f, indent=2, sort_keys=True)
+  records.write_json(results_path, rows if len(rows) > 1 else rows[0])
   writer = tf.summary.create_file_writer(os.path.join(workdir, "summaries"))
   step = int(task.info.get("step", 0))
   with writer.as_default():

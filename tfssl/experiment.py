@@ -17,6 +17,7 @@ from tfssl import export
 from tfssl import methods
 from tfssl import models
 from tfssl import pseudo_labels as pseudo_labels_lib
+from tfssl import records
 from tfssl.errors import UserError
 
 
@@ -214,7 +215,7 @@ def check_batch_divides(batch_size, num_replicas, what="batch_size"):
 
 def read_config_json(path):
   """A workdir's recorded config; one UserError if the file does not parse."""
-  return export.read_json_record(
+  return records.read_json_record(
       path, "it was cut short or damaged. Restore it from a copy, or move it aside and "
       "rerun: the run records its config again and resumes from its checkpoints (one of "
       "another method or model is still refused). Nothing was changed.")

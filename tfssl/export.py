@@ -6,11 +6,11 @@ representations. It loads with `hub.load`, `hub.KerasLayer` (tf_keras), Keras 3'
 what produced it so evaluation needs no repeated flags.
 """
 
-import json
 import os
 
 import tensorflow as tf
 
+from tfssl import records
 from tfssl.errors import UserError
 
 MODULE_INFO = "module_info.json"
@@ -59,8 +59,8 @@ def export_hub_module(method, export_dir, info):
   tf.saved_model.save(module, export_dir, signatures={"serving_default": serving},
                       options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
   outputs = {name: spec.shape.as_list() for name, spec in serving.structured_outputs.items()}
-  with tf.io.gfile.GFile(os.path.join(export_dir, MODULE_INFO), "w") as f:
-    json.dump(dict(info, outputs=outputs), f, indent=2, sort_keys=True)
+  # Written last and whole: a module whose info reads is a finished export.
+  records.write_json(os.path.join(export_dir, MODULE_INFO), dict(info, outputs=outputs))
   return export_dir
 
 
@@ -96,22 +96,11 @@ def read_module_info(module_dir):
   path = os.path.join(module_dir, MODULE_INFO)
   if not tf.io.gfile.exists(path):
     return {}
-  return read_json_record(
+  return records.read_json_record(
       path, "the export was cut short or the file damaged. If it is a run's final export, "
       "rerun the training command of its workdir, which exports that step again; or move "
       "the file aside and pass --dataset (and --config.image_size) to evaluate the module "
       "without it.")
-
-
-def read_json_record(path, advice):
-  """A JSON file a run wrote (config.json, module_info.json); one UserError naming it,
-  why it does not parse and `advice` if it does not."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    raw = f.read()
-  try:
-    return json.loads(raw)  # bytes that are not UTF-8 raise a ValueError too
-  except ValueError as e:
-    raise UserError(f"{path} cannot be read ({e}): {advice}") from e
 
 
 def has_module_info(module_dir):

@@ -21,7 +21,9 @@ create-if-absent or generation precondition, so two trainers starting (or a forc
 takeover landing) within moments of each other may both write the lease; each reads it
 back after writing and at every host loop, and one that finds another's token stops.
 Google Cloud Storage reads its own writes (strong consistency), which this relies on.
-Only the chief of a job of several hosts takes the lease; its other tasks do not check it.
+Only the chief of a job of several hosts takes the lease; the trainer makes its outcome, and
+that of every check, the job's (distribute.agree), so a refused or displaced chief stops
+every task.
 """
 
 import dataclasses
@@ -35,6 +37,7 @@ import uuid
 import tensorflow as tf
 from absl import logging
 
+from tfssl import records
 from tfssl.errors import UserError
 
 LEASE_FILE = "lease.json"
@@ -126,10 +129,7 @@ class WorkdirLease:
 
   def _write(self):
     self.mine.heartbeat = time.time()
-    tmp = f"{self.path}.{self.mine.token}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      json.dump(dataclasses.asdict(self.mine), f)
-    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    records.write_json(self.path, dataclasses.asdict(self.mine))
     self._renewed = time.monotonic()
 
   def _refuse(self, holder, why):

@@ -12,6 +12,8 @@ import threading
 import tensorflow as tf
 from absl import logging
 
+from tfssl import distribute
+
 _MAINTENANCE_POLL_SECONDS = 5
 
 
@@ -24,11 +26,6 @@ def _gce_maintenance_watcher():
   if not failure_handling_util.on_gcp():
     return None
   return failure_handling_util.termination_watcher_function_gce
-
-
-def _spans_several_hosts(strategy):
-  return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-          and strategy.extended._num_workers > 1)  # pylint: disable=protected-access
 
 
 class PreemptionWatcher:
@@ -45,7 +42,7 @@ class PreemptionWatcher:
     self._previous_handler = None
     self._watch_maintenance = watch_maintenance
     self._any_task = None
-    if _spans_several_hosts(strategy):
+    if distribute.spans_several_hosts(strategy):
       @tf.function
       def any_task(local_notice):
         per_replica = strategy.run(lambda notice: notice, args=(local_notice,))

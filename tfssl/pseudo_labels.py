@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl import datasets
+from tfssl import records
 from tfssl.errors import UserError
 
 FORMAT = "tfssl-pseudo-labels-v1"
@@ -22,11 +23,7 @@ def write(path, *, ids, labels, dataset, split, num_classes, **details):
                 num_classes=int(num_classes), num_examples=len(ids),
                 ids=datasets.ids_as_text(ids),
                 labels=[int(label) for label in labels])
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(record, f)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-  return path
+  return records.write_json(path, record, indent=None)  # one id and label per image
 
 
 def read(path):

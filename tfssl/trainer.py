@@ -33,6 +33,7 @@ from tfssl import methods
 from tfssl import optim
 from tfssl import preemption
 from tfssl import pseudo_labels as pseudo_labels_lib
+from tfssl import records
 from tfssl.errors import NonFiniteLossError, Preempted, UserError
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -53,14 +54,6 @@ def _set_precision(config):
   if config.precision not in ("float32", "mixed_bfloat16"):
     raise UserError(f"Unknown precision '{config.precision}'. Known: float32, mixed_bfloat16.")
   keras.mixed_precision.set_global_policy(config.precision)
-
-
-def _write_json(path, obj):
-  """Writes via a temporary file so a killed job never leaves half a file."""
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def checkpoint_damage(path):
@@ -89,13 +82,18 @@ def read_eval_results(path):
   try:
     return json.loads(raw)
   except ValueError as e:
-    copy = f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    copy = _unreadable_copy_name(path)
     tf.io.gfile.copy(path, copy, overwrite=True)
     kept = _complete_entries(raw.decode("utf-8", errors="replace"))
     logging.warning("%s cannot be read (%s): copied it to %s and kept the results of steps "
                     "%s that still parse; the others' are only in that copy.", path, e, copy,
                     ", ".join(kept) or "none")
     return kept
+
+
+def _unreadable_copy_name(path):
+  """Where an unreadable record is kept, beside it."""
+  return f"{path}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
 def _complete_entries(text):
@@ -120,13 +118,17 @@ def _skip_blank(text, position, separator=""):
   return position
 
 
-def make_train_dataset_fn(exp, method):
-  """`distribute_datasets_from_function` input: one pipeline per host, per-replica batches."""
+def make_train_dataset_fn(exp, method, start_step=0):
+  """`distribute_datasets_from_function` input: one pipeline per host, per-replica batches;
+  resumed at `start_step` (each pipeline continues its stream after the batches its
+  replicas consumed in the steps before)."""
   config = exp.config
 
   def dataset_fn(input_context):
     per_replica = input_context.get_per_replica_batch_size(config.batch_size)
-    common = dict(seed=config.seed, input_context=input_context)
+    start_batch = start_step * (input_context.num_replicas_in_sync
+                                // input_context.num_input_pipelines)
+    common = dict(seed=config.seed, input_context=input_context, start_batch=start_batch)
     train_preprocess = method.train_preprocess
     if exp.pseudo_labels is not None:
       relabel = pseudo_labels_lib.relabel_fn(
@@ -136,13 +138,14 @@ def make_train_dataset_fn(exp, method):
       support = datasets.support_dataset(
           exp.source, keep_ids=exp.labelled_ids_or_all(), classes_per_step=config.support_classes,
           images_per_class=config.support_images_per_class, preprocess_fn=train_preprocess,
-          seed=config.seed, input_context=input_context)
+          seed=config.seed, input_context=input_context, start_step=start_step)
       if method.input_mode == "support":
         return support
       unsup = datasets.train_dataset(
           exp.source, batch_size=per_replica, preprocess_fn=method.unsup_preprocess,
           shuffle_buffer=config.shuffle_buffer, seed=config.seed + 1,
-          input_context=input_context, split=exp.source.unlabelled_split)
+          input_context=input_context, split=exp.source.unlabelled_split,
+          start_batch=start_batch)
       return datasets.zip_streams(support, unsup)
     if method.input_mode == "two_streams":
       return datasets.two_stream_dataset(
@@ -215,9 +218,8 @@ class Trainer:
       state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
       self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **state)
     self.history = []  # (step, metrics) after every host loop of this process
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
-        step_counter=self.optimizer.iterations)
+    # Only the chief keeps checkpoints (and chooses the one to resume from).
+    self.manager = self._checkpoint_manager() if self.chief else None
     # Every task of a job of several hosts takes part in each save (reading a variable may
     # be a collective), but only the chief's copy is kept.
     self.scratch_dir = None if self.chief else os.path.join(
@@ -233,21 +235,81 @@ class Trainer:
           self.config.support_classes * self.config.support_images_per_class, replicas,
           "support_classes x support_images_per_class")
 
+  def _checkpoint_manager(self):
+    """The manager of the workdir's checkpoints. A state file it cannot read (bytes that
+    are not text) is moved aside: the checkpoints it listed are found by their files."""
+    make = lambda: tf.train.CheckpointManager(
+        self.checkpoint, self.paths["checkpoints"], max_to_keep=self.config.keep_checkpoints,
+        step_counter=self.optimizer.iterations)
+    try:
+      return make()
+    except ValueError as e:  # a UnicodeDecodeError; text that does not parse reads as none
+      state = os.path.join(self.paths["checkpoints"], "checkpoint")
+      copy = _unreadable_copy_name(state)
+      tf.io.gfile.rename(state, copy, overwrite=True)
+      logging.warning("The checkpoint state file %s cannot be read (%s): moved it to %s.",
+                      state, e, copy)
+      return make()
+
   @property
   def step(self):
     return int(self.optimizer.iterations.numpy())
 
   def restore(self):
     """Resumes from the newest checkpoint that can be read (an unreadable one, cut short or
-    damaged, is logged and the next older one tried); returns the step it resumed at."""
-    newest_first = list(reversed(self.manager.checkpoints))
+    damaged, is logged and the next older one tried); returns the step it resumed at.
+
+    On a job of several hosts the chief chooses the checkpoint and the other tasks restore
+    that one, so that every task resumes at the same step with the same weights."""
+    chosen = distribute.agree(
+        self.strategy, self._restore_newest_readable if self.chief else lambda: 0,
+        "choosing the checkpoint to resume from")
+    distribute.agree(self.strategy, (lambda: 0) if self.chief else
+                     lambda: self._restore_chosen(chosen), "restoring the chief's checkpoint")
+    return self.step
+
+  def _checkpoints_newest_first(self):
+    """The manager's checkpoints, newest first, then the other ckpt-N of the directory
+    that have an index, newest first: its state file (checkpoints/checkpoint), which lists
+    them, may be missing or damaged while the checkpoints themselves are there."""
+    listed = list(reversed(self.manager.checkpoints))
+    names = {os.path.basename(path) for path in listed}
+    prefixes = [path[:-len(".index")] for path in
+                tf.io.gfile.glob(os.path.join(self.paths["checkpoints"], "ckpt-*.index"))]
+    unlisted = sorted((path for path in prefixes if os.path.basename(path) not in names
+                       and path.rsplit("-", 1)[-1].isdigit()),
+                      key=lambda path: int(path.rsplit("-", 1)[-1]), reverse=True)
+    if unlisted and not listed:
+      logging.warning(
+          "The checkpoint state file %s is missing or cannot be read, but %s are there: "
+          "resuming from the newest that reads (the next save writes a new state file; "
+          "these are not removed by keep_checkpoints).",
+          os.path.join(self.paths["checkpoints"], "checkpoint"),
+          ", ".join(os.path.basename(path) for path in unlisted))
+    return listed + unlisted
+
+  def _initialize(self):
+    """The start of a run without checkpoints: --init_from's weights, or the seed's."""
+    if self.exp.init_checkpoint:
+      initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
+      self.method.after_initialize()
+      if self.ema:  # the average starts at the starting weights, not the random ones
+        self.ema.reset()
+
+  def _restore_chosen(self, step):
+    """What the chief chose: ckpt-`step`, or (-1) no checkpoint."""
+    if step < 0:
+      self._initialize()
+    else:
+      self.checkpoint.restore(os.path.join(self.paths["checkpoints"], f"ckpt-{step}")) \
+          .assert_existing_objects_matched()
+
+  def _restore_newest_readable(self):
+    """Restores the newest checkpoint that reads; returns its step (-1: there is none)."""
+    newest_first = self._checkpoints_newest_first()
     if not newest_first:
-      if self.exp.init_checkpoint:
-        initialize_from(self.method, self.exp.init_checkpoint, self.strategy)
-        self.method.after_initialize()
-        if self.ema:  # the average starts at the starting weights, not the random ones
-          self.ema.reset()
-      return 0
+      self._initialize()
+      return -1
     damaged = []
     for path in newest_first:
       try:
@@ -268,7 +330,7 @@ class Trainer:
                         self.step, ", ".join(damaged))
       else:
         logging.info("Resumed from %s at step %d.", path, self.step)
-      return self.step
+      return int(path.rsplit("-", 1)[-1])
     raise UserError(
         f"No checkpoint in {self.paths['checkpoints']} can be read: {'; '.join(damaged)}. "
         "They were cut short or damaged (a copy or upload interrupted, a bucket object "
@@ -345,7 +407,7 @@ class Trainer:
       if not export_lib.has_module_info(os.path.join(self.paths["export"], str(start_step))):
         self.export()
       return {}
-    dataset_fn = make_train_dataset_fn(exp, self.method)
+    dataset_fn = make_train_dataset_fn(exp, self.method, start_step)
     dist_dataset = self.strategy.distribute_datasets_from_function(
         dataset_fn, self._input_options())
     iterator = iter(dist_dataset)
@@ -389,8 +451,9 @@ class Trainer:
       metrics, first_bad = train_loop(iterator, tf.constant(num_steps, tf.int32))
       metrics = {k: float(v) for k, v in metrics.items()}
       first_bad = int(first_bad)
-      if self.lease is not None:
-        self.lease.check()  # taken over: stop before writing anything more
+      # Taken over: stop before writing anything more (every task of the job).
+      distribute.agree(self.strategy, self.lease.check if self.lease else lambda: 0,
+                       "checking the workdir's lease")
       if first_bad >= 0:
         raise NonFiniteLossError(first_bad)
       elapsed = time.time() - loop_start
@@ -506,39 +569,71 @@ def _format_seconds(seconds):
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def prepare_workdir(exp, workdir, chief=True):
-  """Checks the workdir belongs to this config, then records the config (chief only)."""
-  saved = experiment_lib.check_workdir(workdir, exp.config)
-  if not chief:
-    return
-  tf.io.gfile.makedirs(workdir)
-  path = workdir_paths(workdir)["config"]
-  current = json.loads(config_lib.to_json(exp.config))
-  if saved is None:
-    _write_json(path, current)
-  elif saved != current:
-    # Keep the original record; note what this invocation changed beside it.
-    changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
-    logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
-    _write_json(path.replace("config.json", "config.resumed.json"), current)
+def prepare_workdir(exp, workdir, strategy=None, force_takeover=False):
+  """Checks the workdir belongs to this config, takes its lease and records the config
+  (the chief: `strategy` None, or its chief task); returns the lease (None elsewhere).
+
+  The lease is taken right after the check, before anything is written, so a second
+  trainer of the workdir is refused (or with `force_takeover` takes it over) having
+  written nothing. On a job of several hosts the outcome is the job's: if the chief is
+  refused (or any task's check fails), every task stops with a message."""
+  chief = strategy is None or distribute.is_chief(strategy)
+  leases = []
+
+  def check_and_lease():
+    saved = experiment_lib.check_workdir(workdir, exp.config)
+    if chief:
+      leases.append(_lease_and_record_config(exp, workdir, saved, force_takeover))
+
+  try:
+    distribute.agree(strategy, check_and_lease, "checking and leasing the workdir")
+  except BaseException:
+    for lease in leases:  # taken here, but another task could not go on
+      lease.release()
+    raise
+  return leases[0] if leases else None
+
+
+def _lease_and_record_config(exp, workdir, saved, force_takeover):
+  config = exp.config
+  lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
+                                 config.lease_stale_seconds).acquire(force=force_takeover)
+  try:
+    path = workdir_paths(workdir)["config"]
+    current = json.loads(config_lib.to_json(config))
+    if saved is None:
+      records.write_json(path, current)
+    elif saved != current:
+      # Keep the original record; note what this invocation changed beside it.
+      changed = {k: [saved.get(k), v] for k, v in current.items() if saved.get(k) != v}
+      logging.warning("Config differs from %s in %s; resuming anyway.", path, sorted(changed))
+      records.write_json(path.replace("config.json", "config.resumed.json"), current)
+  except BaseException:
+    lease.release()
+    raise
+  return lease
+
+
+def _made(strategy):
+  """`strategy` itself, or what the function `strategy` makes."""
+  return strategy if isinstance(strategy, tf.distribute.Strategy) else strategy()
 
 
 def train(config, workdir, strategy=None, exp=None, force_takeover=False):
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the Trainer.
 
+  `strategy`: a tf.distribute strategy (default: the current one), or a function making
+  one, called once the workdir is checked and leased so that a wrong workdir fails before
+  any accelerator is touched (a job of several hosts passes its strategy: it joins its
+  cluster before anything else).
   The chief holds the workdir's lease while it trains (see `lease`): a second trainer of
   the same workdir is refused, or with `force_takeover` takes it over."""
   exp = exp or experiment_lib.resolve(config)
-  strategy = strategy or tf.distribute.get_strategy()
-  chief = distribute.is_chief(strategy)
-  experiment_lib.check_workdir(workdir, config)
-  lease = None
-  if chief:
-    lease = lease_lib.WorkdirLease(workdir, config.lease_heartbeat_seconds,
-                                   config.lease_stale_seconds).acquire(force=force_takeover)
+  strategy = strategy or tf.distribute.get_strategy
+  made = isinstance(strategy, tf.distribute.Strategy)
+  lease = prepare_workdir(exp, workdir, strategy if made else None, force_takeover)
   try:
-    prepare_workdir(exp, workdir, chief)
-    trainer = Trainer(exp, workdir, strategy, lease=lease)
+    trainer = Trainer(exp, workdir, _made(strategy), lease=lease)
     trainer.train()
   finally:
     if lease is not None:
@@ -624,7 +719,7 @@ class Evaluator:
                           self.config.method)
           return results
         results[str(step)] = dict(metrics, step=step, split=self.exp.source.eval_split)
-        _write_json(self.paths["eval_results"], results)
+        records.write_json(self.paths["eval_results"], results)
         with writer.as_default():
           for name, value in metrics.items():
             tf.summary.scalar(f"eval/{name}", value, step=step)
@@ -637,9 +732,10 @@ class Evaluator:
 
 
 def run_eval(config, workdir, strategy=None, exp=None):
+  """Follows `workdir`'s checkpoints (see Evaluator.follow); `strategy` as for `train`."""
   exp = exp or experiment_lib.resolve(config)
   experiment_lib.check_workdir(workdir, config)
-  return Evaluator(exp, workdir, strategy or tf.distribute.get_strategy()).follow()
+  return Evaluator(exp, workdir, _made(strategy or tf.distribute.get_strategy)).follow()
 
 
 # --- CLI ------------------------------------------------------------------------
@@ -687,14 +783,13 @@ def main(argv, overrides):
   strategy = None
   if not FLAGS.run_eval and distribute.uses_several_workers(FLAGS.tpu, FLAGS.strategy):
     strategy = make_strategy()
-  experiment_lib.check_workdir(FLAGS.workdir, config)
   exp = experiment_lib.resolve(config)
-  strategy = strategy or make_strategy()
   if FLAGS.run_eval:
-    results = run_eval(config, FLAGS.workdir, strategy, exp)
+    results = run_eval(config, FLAGS.workdir, make_strategy, exp)
     print(json.dumps(results, indent=2))
   else:
-    finished = train(config, FLAGS.workdir, strategy, exp, force_takeover=FLAGS.force_takeover)
+    finished = train(config, FLAGS.workdir, strategy or make_strategy, exp,
+                     force_takeover=FLAGS.force_takeover)
     last = finished.history[-1][1] if finished.history else {}
     print(json.dumps({"workdir": FLAGS.workdir, "step": finished.step, "metrics": last}, indent=2))
 

@@ -12,6 +12,7 @@ on a multi-host TPU slice each host's pipeline runs in that host's TF worker, wh
 cannot call back into Python.
 """
 
+import contextlib
 import os
 import sys
 
@@ -65,14 +66,15 @@ def _report_skipped(gap, total):
     return tf.identity(total)
 
 
-def map_skipping_corrupt(dataset, fn, finite=False):
+def map_skipping_corrupt(dataset, fn, finite=False, start=0):
   """fn(position, example) in parallel; examples whose decoding fails are dropped and
   reported on stderr with the running count of this dataset (SKIPPED_MESSAGE).
 
-  Elements carry their position through the map, so a gap between consecutive positions
-  after ignore_errors is a skipped image. A finite dataset gets an end marker (that skips
-  fn) so that images skipped at its very end are counted too. The map keeps its input
-  order whatever the dataset options say, so the positions arrive in order.
+  Elements carry their position (counted from `start`: a resumed stream continues its
+  positions) through the map, so a gap between consecutive positions after ignore_errors
+  is a skipped image. A finite dataset gets an end marker (that skips fn) so that images
+  skipped at its very end are counted too. The map keeps its input order whatever the
+  dataset options say, so the positions arrive in order.
   """
   dataset = dataset.map(lambda example: (example, False))
   if finite:
@@ -89,8 +91,8 @@ def map_skipping_corrupt(dataset, fn, finite=False):
       out = fn(position, example)
     return position, out, is_end
 
-  dataset = dataset.enumerate().map(apply, num_parallel_calls=tf.data.AUTOTUNE,
-                                    deterministic=True).ignore_errors()
+  dataset = dataset.enumerate(start).map(apply, num_parallel_calls=tf.data.AUTOTUNE,
+                                         deterministic=True).ignore_errors()
 
   def count(state, element):
     expected, skipped = state
@@ -100,7 +102,7 @@ def map_skipping_corrupt(dataset, fn, finite=False):
                       lambda: tf.identity(skipped))
     return (position + 1, skipped), (example, is_end)
 
-  dataset = dataset.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), count)
+  dataset = dataset.scan((tf.constant(start, tf.int64), tf.constant(0, tf.int64)), count)
   if finite:
     dataset = dataset.filter(lambda example, is_end: tf.logical_not(is_end))
   return dataset.map(lambda example, is_end: example)
@@ -110,10 +112,60 @@ def _pipeline_id(input_context):
   return input_context.input_pipeline_id if input_context else 0
 
 
+@contextlib.contextmanager
+def _op_seeds_only():
+  """Random ops made inside (in a tf.data function's graph) take only their own seeds.
+
+  Their seeds here are tensors (of the epoch), and tf.random's global seed, where one is
+  set, is compared with them in Python (random_seed.get_seed), which fails when it is 0.
+  """
+  graph = tf.compat.v1.get_default_graph()
+  global_seed, graph.seed = graph.seed, None
+  try:
+    yield
+  finally:
+    graph.seed = global_seed
+
+
+def _epoch_seed(seed, epoch):
+  """A seed of `seed` and the epoch (a tensor), mixed: tf.data's shuffles of consecutive
+  seeds start alike."""
+  return tf.random.stateless_uniform([], tf.stack([tf.cast(seed, tf.int64), epoch]),
+                                     minval=None, maxval=None, dtype=tf.int64)
+
+
+def _examples_per_epoch(source, split, keep_ids, input_context):
+  """How many examples one epoch of this input pipeline reads (its shard, kept ids only).
+
+  Known without reading where one pipeline reads the whole split; otherwise counted by
+  reading this pipeline's shard once, labels and ids only (no image is decoded).
+  """
+  if keep_ids is None and (input_context is None or input_context.num_input_pipelines == 1):
+    return source.num_examples(split)
+  dataset = source.read(split, input_context=input_context, decode_labels_only=True)
+  if keep_ids is not None:
+    dataset = dataset.filter(keep_ids_filter(keep_ids))
+  return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
 def train_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=None, seed=0,
                   input_context=None, shuffle_buffer=10_000, cache=False, deterministic=True,
-                  threads=None):
+                  threads=None, start_batch=0):
   """Infinite shuffled batches of preprocess_fn(example, seed), batch_size per replica.
+
+  The stream is a sequence of epochs whose file order and shuffle are functions of
+  (seed, pipeline id, epoch), and every example's augmentation seed a function of (seed,
+  pipeline id, its position in the stream). So `start_batch` can resume it: the stream
+  starts at epoch start // E and skips the start % E examples of that epoch already
+  consumed (start = start_batch * batch_size, E the pipeline's examples per epoch),
+  before decoding. Resuming costs reading (not decoding) at most one epoch of this
+  pipeline's shard, plus once counting E where several pipelines or `keep_ids` leave it
+  unknown; tf.data iterator checkpoints would instead store the shuffle buffer (ImageNet:
+  10,000 encoded images, about 1 GB per host) in every checkpoint, and only the chief's
+  checkpoint of a job of several hosts is kept.
+  The resumed stream is the uninterrupted one exactly, except after images skipped as
+  corrupt before the resume point (each shifts it by one example) or with
+  deterministic=False (the files' interleaving is then not reproducible at all).
 
   Args:
     source: a datasets Source.
@@ -122,35 +174,58 @@ def train_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=Non
     split: defaults to source.train_split.
     keep_ids: ids to keep (a label subset); None keeps everything.
     seed: the seeds of file order, shuffling and augmentation derive from it,
-      the input pipeline id and (augmentation) the running example count.
+      the input pipeline id, the epoch and (augmentation) the running example count.
     input_context: tf.distribute.InputContext; each pipeline reads its own shard.
     shuffle_buffer: examples in the shuffle buffer (<= 1: no shuffling).
-    cache: keep the (still encoded) examples in memory after the first pass.
+    cache: keep the (still encoded) examples in memory after the first pass; every
+      epoch then reads the files in the first pass's order.
     deterministic: False lets files interleave in whatever order they arrive (faster
       on remote storage); augmentation seeds stay tied to the example count either way.
     threads: size of the private thread pool (default: all cores).
+    start_batch: batches of this stream already consumed (a resumed run's).
   """
   split = split or source.train_split
   pipeline = _pipeline_id(input_context)
-  dataset = source.read(split, input_context=input_context, shuffle_files=True,
-                        seed=seed + pipeline, deterministic=deterministic)
-  if keep_ids is not None:
-    if not len(keep_ids):
-      raise ValueError("keep_ids is empty: no example would be read.")
-    dataset = dataset.filter(keep_ids_filter(keep_ids))
+  if keep_ids is not None and not len(keep_ids):
+    raise ValueError("keep_ids is empty: no example would be read.")
+
+  def read(file_seed):
+    dataset = source.read(split, input_context=input_context, shuffle_files=True,
+                          seed=file_seed, deterministic=deterministic)
+    if keep_ids is not None:
+      dataset = dataset.filter(keep_ids_filter(keep_ids))
+    return dataset
+
   if cache:
-    dataset = dataset.cache()
-  if shuffle_buffer > 1:
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed + 7919 * pipeline,
-                              reshuffle_each_iteration=True)
-  dataset = dataset.repeat()
+    cached = read(seed + pipeline).cache()
+    read_epoch = lambda epoch: cached
+  else:
+    read_epoch = lambda epoch: read(_epoch_seed(seed + pipeline, epoch))
+
+  start = start_batch * batch_size
+  start_epoch, skip = 0, 0
+  if start:
+    per_epoch = _examples_per_epoch(source, split, keep_ids, input_context)
+    if not per_epoch:
+      raise ValueError(f"Input pipeline {pipeline} reads no example of {split}.")
+    start_epoch, skip = divmod(start, per_epoch)
+
+  def epoch_stream(epoch):
+    with _op_seeds_only():
+      dataset = read_epoch(epoch)
+      if shuffle_buffer > 1:
+        dataset = dataset.shuffle(shuffle_buffer,
+                                  seed=_epoch_seed(seed + 7919 * pipeline, epoch))
+    return dataset.skip(tf.where(epoch == start_epoch, tf.constant(skip, tf.int64), 0))
+
+  dataset = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_stream)
   base_seed = tf.constant([seed, pipeline], tf.int64)
 
   def augment(position, example):
     example_seed = tf.random.experimental.stateless_fold_in(base_seed, position)
     return preprocess_fn(example, example_seed)
 
-  dataset = map_skipping_corrupt(dataset, augment)
+  dataset = map_skipping_corrupt(dataset, augment, start=start)
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(options(deterministic, threads))
 
@@ -204,17 +279,19 @@ def eval_dataset(source, *, batch_size, preprocess_fn, split=None, keep_ids=None
 
 def two_stream_dataset(source, *, sup_batch_size, unsup_batch_size, sup_preprocess_fn,
                        unsup_preprocess_fn, sup_ids=None, seed=0, input_context=None,
-                       shuffle_buffer=10_000, cache_sup=True, deterministic=True, threads=None):
+                       shuffle_buffer=10_000, cache_sup=True, deterministic=True, threads=None,
+                       start_batch=0):
   """{"sup": batch of the labelled subset, "unsup": batch of the source's unlabelled split
   (the whole train split, plus STL-10's unlabelled images).
 
   The streams are independent (own shuffling, own augmentation seeds) and zipped, each
   with its own per-replica batch size. cache_sup keeps the labelled subset's encoded
   examples in memory so its epochs do not re-read the whole split through the filter
-  (ImageNet 10%: about 14 GB divided over the hosts).
+  (ImageNet 10%: about 14 GB divided over the hosts). `start_batch` resumes both
+  streams (see train_dataset).
   """
   common = dict(input_context=input_context, shuffle_buffer=shuffle_buffer,
-                deterministic=deterministic, threads=threads)
+                deterministic=deterministic, threads=threads, start_batch=start_batch)
   sup = train_dataset(source, batch_size=sup_batch_size, preprocess_fn=sup_preprocess_fn,
                       keep_ids=sup_ids, seed=seed, cache=cache_sup and sup_ids is not None,
                       **common)

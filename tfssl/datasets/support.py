@@ -134,8 +134,10 @@ def _read_whole(source, split, keep_ids, labels):
 
 
 def support_dataset(source, *, keep_ids, classes_per_step, images_per_class, preprocess_fn,
-                    seed=0, input_context=None, threads=None):
-  """Infinite per-replica support batches of preprocess_fn(example, seed) (see module doc)."""
+                    seed=0, input_context=None, threads=None, start_step=0):
+  """Infinite per-replica support batches of preprocess_fn(example, seed) (see module doc),
+  from step `start_step` on (a resumed run: the sampler replays the steps before, indices
+  only, and nothing of theirs is decoded)."""
   split = source.train_split
   labels = _labels_of(source, split, keep_ids)
   num_replicas = input_context.num_replicas_in_sync if input_context else 1
@@ -152,7 +154,7 @@ def support_dataset(source, *, keep_ids, classes_per_step, images_per_class, pre
   @tf.autograph.experimental.do_not_convert
   def draw(examples):
     indices = support_indices(labels, classes_per_step, images_per_class, seed)
-    indices = indices.map(lambda step: step[first:last]).unbatch()
+    indices = indices.skip(start_step).map(lambda step: step[first:last]).unbatch()
     return indices.map(lambda i: tf.nest.map_structure(lambda feature: feature[i], examples))
 
   dataset = _read_whole(source, split, keep_ids, labels).flat_map(draw)
@@ -161,6 +163,6 @@ def support_dataset(source, *, keep_ids, classes_per_step, images_per_class, pre
   def augment(position, example):
     return preprocess_fn(example, tf.random.experimental.stateless_fold_in(base_seed, position))
 
-  dataset = pipeline.map_skipping_corrupt(dataset, augment)
+  dataset = pipeline.map_skipping_corrupt(dataset, augment, start=start_step * (last - first))
   dataset = dataset.batch(per_replica, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(pipeline.options(True, threads))
