@@ -447,7 +447,64 @@ def write_hub_module(name, scoped, heads, net=v2_resnet):
     ref[f"{name}_{key}"] = value
 
 
+def v1_unit(x, filters, strides):
+  # Revisiting's bottleneck_v1: the shortcut conv + BN first, then conv-BN(-ReLU) x 3.
+  shortcut = x
+  if strides > 1 or filters != x.shape[-1]:
+    shortcut = v2_bn(L.conv2d(x, filters, 1, strides, padding="SAME", use_bias=False))
+  x = tf.nn.relu(v2_bn(L.conv2d(x, filters // 4, 1, padding="SAME", use_bias=False)))
+  x = L.conv2d(pad(x, 3), filters // 4, 3, strides, padding="VALID", use_bias=False)
+  x = tf.nn.relu(v2_bn(x))
+  x = v2_bn(L.conv2d(x, filters, 1, padding="SAME", use_bias=False))
+  return tf.nn.relu(x + shortcut)
+
+
+def v1_resnet(x, root_conv_stride=2, strides=(2, 2, 2), filters_factor=1):
+  # Revisiting's resnet(mode="v1"); its patch tasks: root_conv_stride=1, strides=(2, 2, 1).
+  filters = 16 * filters_factor
+  x = L.conv2d(pad(x, 7), filters, 7, root_conv_stride, padding="VALID", use_bias=False)
+  x = L.max_pooling2d(pad(tf.nn.relu(v2_bn(x)), 3), 3, 2, padding="VALID")
+  for stage, (count, stage_strides) in enumerate(zip((3, 4, 6, 3), (1,) + strides), start=1):
+    filters = filters * 4 if stage == 1 else filters * 2
+    for unit in range(1, count + 1):
+      x = v1_unit(x, filters, stage_strides if unit == 1 else 1)
+  return tf.reduce_mean(x, [1, 2], keepdims=True)
+
+
+def patch_net(x):
+  return v1_resnet(x, root_conv_stride=1, strides=(2, 2, 1))
+
+
+def write_patch_module(name, embed_dim):
+  # The module maps 64-px patches to the net's outputs (patch_utils.apply_model); the
+  # reference is Revisiting's linear evaluation of it: a 192-px image cut into 3 x 3
+  # patches (patch_jitter 0), each standardised (per_image_standardization), every output
+  # averaged over the nine (combine_patches=avg_pool).
+  with tf.Graph().as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, 64, 64, 3])
+    pre_logits = patch_net(x)
+    embedding = L.conv2d(pre_logits, embed_dim, 1)
+    whole = tf.compat.v1.placeholder(tf.float32, [None, 192, 192, 3])
+    patches = tf.reshape(tf.transpose(tf.reshape(whole, [-1, 3, 64, 3, 64, 3]),
+                                      [0, 1, 3, 2, 4, 5]), [-1, 64, 64, 3])
+    standardized = tf.map_fn(tf.image.per_image_standardization, patches)
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      for variable in tf.compat.v1.global_variables():
+        variable.load(random_value(variable.name, variable.shape.as_list()), session)
+      images192 = rng.uniform(size=(2, 192, 192, 3)).astype(np.float32)
+      feed = session.run(standardized, {whole: images192})
+      per_patch = session.run(tf.squeeze(pre_logits, [1, 2]), {x: feed})
+      builder = tf.compat.v1.saved_model.Builder(f"{out}/{name}")
+      builder.add_meta_graph_and_variables(session, [tf.compat.v1.saved_model.SERVING])
+      builder.save()
+  ref[f"{name}_images"] = images192
+  ref[f"{name}_pre_logits"] = per_patch.reshape(2, 9, -1).mean(axis=1)
+
+
 write_hub_module("revisiting_hub", scoped=False, heads={"logits": 4})
+write_hub_module("revisiting_v1_hub", scoped=False, heads={"logits": 8}, net=v1_resnet)
+write_patch_module("jigsaw_hub", embed_dim=8)
 write_hub_module("s4l_hub", scoped=True, heads={"rotations": 4, "classes": 10})
 write_hub_module("revnet_hub", scoped=False, heads={"logits": 4}, net=revnet)
 np.savez(f"{out}/reference.npz", **ref)
@@ -603,13 +660,14 @@ def converted_hub_modules(releases, tmp_path_factory):
   out, _ = releases
   dirs = tmp_path_factory.mktemp("hub_modules")
   models_of = {"revisiting_hub": "resnet50_v2", "s4l_hub": "resnet50_v2",
-               "revnet_hub": "revnet50"}
+               "revnet_hub": "revnet50", "revisiting_v1_hub": "resnet50_v1"}
   return {name: convert.convert("tf1_hub", str(out / name), model, str(dirs / name))
           for name, model in models_of.items()}
 
 
 @pytest.mark.parametrize("name,head", [("revisiting_hub", "logits"), ("s4l_hub", "classes"),
-                                       ("revnet_hub", "logits")])
+                                       ("revnet_hub", "logits"),
+                                       ("revisiting_v1_hub", "logits")])
 def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules, name, head):
   _, ref = releases
   got = outputs(converted_hub_modules[name], ref["images"])
@@ -620,6 +678,38 @@ def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules,
   assert info["config"]["input_normalization"] == ""
   if name == "s4l_hub":
     assert "task heads left out: rotations" in info["converted_from"]["description"]
+
+
+def test_a_revisiting_patch_task_module_scores_as_its_evaluation_did(releases, tmp_path):
+  out, ref = releases
+  module = convert.convert("tf1_hub", str(out / "jigsaw_hub"), "resnet50_v1",
+                           str(tmp_path / "jigsaw"), patch_task="jigsaw")
+  got = outputs(module, ref["jigsaw_hub_images"])
+  assert_relative_close(got["default"], ref["jigsaw_hub_pre_logits"])
+  info = export_lib.read_module_info(module)
+  assert (info["method"], info["config"]["patch_net"], info["config"]["embed_dim"]) == (
+      "jigsaw", True, 8)
+  # The untrained task head is left out of the module.
+  held = getattr(tf.saved_model.load(module), export_lib.TRACKABLES_ATTRIBUTE)
+  assert sorted(held.keys()) == ["backbone", "embedding"]
+  # The same file read as a whole-image net: its strides are not in the file.
+  plain = convert.convert("tf1_hub", str(out / "jigsaw_hub"), "resnet50_v1",
+                          str(tmp_path / "plain"))
+  assert not np.allclose(outputs(plain, ref["jigsaw_hub_images"])["default"], got["default"],
+                         rtol=1e-2)
+
+
+@pytest.mark.parametrize("fmt,path,patch_task,expected", [
+    ("simclr_tf1", "simclr_tf1/model.ckpt-100", "jigsaw", "applies to Revisiting's Hub"),
+    ("tf1_hub", "jigsaw_hub", "rotation", "not one of jigsaw, relative_patch_location"),
+    ("tf1_hub", "s4l_hub", "jigsaw", "not a Revisiting patch-task module.*classes, rotations"),
+])
+def test_a_wrong_patch_task_says_why(releases, tmp_path, fmt, path, patch_task, expected):
+  out, _ = releases
+  with pytest.raises(UserError, match=expected):
+    convert.convert(fmt, str(out / path), "resnet50_v2" if path == "s4l_hub" else
+                    "resnet50_v1", str(tmp_path / "module"), patch_task=patch_task)
+  assert not (tmp_path / "module").exists()
 
 
 @pytest.mark.parametrize("fmt,path,model,expected", [
@@ -636,6 +726,8 @@ def test_tf1_hub_module_backbone_and_class_head(releases, converted_hub_modules,
     ("tf1_hub", "s4l_hub", "resnet50_v1", "S4L ResNet-50 v2 x0.25.*use --model=resnet50_v2"),
     ("tf1_hub", "revnet_hub", "resnet50_v2", "Revisiting RevNet-50 x0.25.*use --model=revnet50"),
     ("tf1_hub", "simclr_tf1", "resnet50_v2", "neither S4L.*nor Revisiting"),
+    ("tf1_hub", "revisiting_v1_hub", "resnet50_v2",
+     "Revisiting ResNet-50 v1 x0.25.*use --model=resnet50_v1"),
 ])
 def test_a_tf_checkpoint_that_does_not_fit_says_what_it_is(releases, tmp_path, fmt, path,
                                                            model, expected):

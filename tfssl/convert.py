@@ -25,8 +25,9 @@ Formats (the layouts the releases were saved in; PyTorch files are read without 
   fnc                 google-research/fnc's TF1 checkpoints (SimCLR's layout; the
                       projection head is `head_contrastive_instance`)
   tf1_hub             Revisiting's and S4L's TF1 Hub modules (ResNet-50/101/152 v2,
-                      Revisiting's RevNet-50): the backbone, and S4L's `classes` or
-                      Revisiting's `logits` head as `logits`
+                      Revisiting's v1 ResNets and RevNet-50): the backbone, and S4L's
+                      `classes` or Revisiting's `logits` head as `logits`; Revisiting's
+                      Jigsaw and relative-patch-location nets with --patch_task
 The TF formats become tfssl's `simclr` (or `supervised` / a backbone where the file has no
 projection head): ResNet-N v1, its projection head, and `head_supervised` as `logits` on
 `--ft_proj_selector` (0, the backbone's output, for the pretrained releases; SimCLRv2's
@@ -92,6 +93,7 @@ class Plan:
   description: str  # what the file looks like, for messages and module_info
   state: Any  # a StateDict or tf_names.Checkpoint: to report the keys left unused
   optional: Tuple[str, ...] = ()  # trackables that may stay as built where the file lacks them
+  leave_out: Tuple[str, ...] = ()  # untrained trackables the module does not hold
 
 
 def describe_backbone(state, prefix):
@@ -328,10 +330,20 @@ for _format in _SIMCLR_FORMATS:
 _HUB_CLASS_HEADS = ("classes", "logits")
 
 
+# Revisiting's patch tasks: their nets (root conv stride 1, last stage stride 1) saw
+# per-patch standardised 64-px patches (`--serving_input_shape None,64,64,3`); its linear
+# evaluation cut a 192-px centre crop into 3 x 3 of them and averaged each tap over them.
+PATCH_TASKS = ("jigsaw", "relative_patch_location")
+_REVISITING_PATCH = dict(image_size=192, patch_size=64, patch_net=True,
+                         input_normalization="raw")
+
+
 @FORMATS.register("tf1_hub")
-def plan_tf1_hub(checkpoint, source, model):
-  """Revisiting's and S4L's TF1 Hub modules: the pre-activation ResNet and its class head
-  as `logits`, the way their own eval scored them ([-1, 1] inputs: tfssl's own)."""
+def plan_tf1_hub(checkpoint, source, model, patch_task=None):
+  """Revisiting's and S4L's TF1 Hub modules: the ResNet and its class head as `logits`,
+  the way their own eval scored them ([-1, 1] inputs: tfssl's own). `patch_task`: the
+  module is a Revisiting Jigsaw / relative-patch-location net (which its file does not
+  show): that method's module, its `logits` (the patch embedding) as `embedding`."""
   if checkpoint.layout != "tf1":
     raise UserError(f"{source} is an object-based TF2 checkpoint, not a TF1 Hub module's "
                     "variables: check --from. Nothing was written.")
@@ -342,6 +354,9 @@ def plan_tf1_hub(checkpoint, source, model):
   # tf.layers' batch norm default, which both codebases kept.
   fields = dict(dataset="imagenet", image_size=224, model=model, model_width=width,
                 bn_epsilon=1e-3)
+  if patch_task:
+    return _plan_revisiting_patch_task(patch_task, checkpoint, source, fields, backbone,
+                                       heads, text)
   class_head = next((name for name in _HUB_CLASS_HEADS if name in heads), None)
   left_out = sorted(set(heads) - {class_head})
   text += f"; task heads left out: {', '.join(left_out)}" if left_out else ""
@@ -353,6 +368,23 @@ def plan_tf1_hub(checkpoint, source, model):
               {"backbone": backbone, "head": head},
               f"{text}, its {head['dense/bias'].size}-output `{class_head}` as logits",
               checkpoint)
+
+
+def _plan_revisiting_patch_task(patch_task, checkpoint, source, fields, backbone, heads, text):
+  if "logits" not in heads or set(heads) != {"logits"}:
+    raise UserError(f"{source} ({text}) is not a Revisiting patch-task module: those hold "
+                    "the net and its patch embedding (`logits`) only, this one has "
+                    f"{', '.join(sorted(heads)) or 'no head'}. Drop --patch_task. Nothing "
+                    "was written.")
+  embedding = heads["logits"]
+  fields.update(_REVISITING_PATCH, embed_dim=embedding["dense/bias"].size)
+  return Plan(patch_task, fields, _IMAGENET_CLASSES,
+              {"backbone": backbone,
+               "embedding": {"kernel": embedding["dense/kernel"],
+                             "bias": embedding["dense/bias"]}},
+              f"{text} as Revisiting's {patch_task} patch net, its "
+              f"{embedding['dense/bias'].size}-d patch embedding",
+              checkpoint, optional=("task_head",), leave_out=("task_head",))
 
 
 def read_checkpoint(path, source_format):
@@ -448,13 +480,14 @@ def sha256(paths):
 
 
 def convert(source_format, checkpoint, model, out, input_normalization=None,
-            ft_proj_selector=None):
+            ft_proj_selector=None, patch_task=None):
   """Writes the module of `checkpoint` (a release in `source_format`) to `out`.
 
   `input_normalization`: the standardisation the weights were trained with, a key of
   NORMALIZATION_FLAG_VALUES; None: the format's (torchvision's ImageNet mean/std for the
   ImageNet releases), which timm_vit does not have. `ft_proj_selector` (TF formats): the
   projection layer `head_supervised` was trained on (None: 0, the backbone's output).
+  `patch_task` (tf1_hub): one of PATCH_TASKS for Revisiting's patch-task modules.
   """
   planner = FORMATS.get(source_format)
   models.MODELS.get(model)
@@ -480,6 +513,13 @@ def convert(source_format, checkpoint, model, out, input_normalization=None,
       raise UserError(f"--ft_proj_selector applies to the SimCLR / FNC formats "
                       f"({', '.join(_SIMCLR_FORMATS)}), not --from={source_format}.")
     options["ft_proj_selector"] = ft_proj_selector
+  if patch_task is not None:
+    if source_format != "tf1_hub":
+      raise UserError(f"--patch_task applies to Revisiting's Hub modules (--from=tf1_hub), "
+                      f"not --from={source_format}.")
+    if patch_task not in PATCH_TASKS:
+      raise UserError(f"--patch_task={patch_task} is not one of {', '.join(PATCH_TASKS)}.")
+    options["patch_task"] = patch_task
   plan = planner(read_checkpoint(checkpoint, source_format), checkpoint, model, **options)
   if input_normalization is not None:
     plan.fields["input_normalization"] = NORMALIZATION_FLAG_VALUES[input_normalization]
@@ -492,7 +532,7 @@ def convert(source_format, checkpoint, model, out, input_normalization=None,
                   file=checkpoint if "://" in checkpoint else os.path.abspath(checkpoint),
                   format=source_format, sha256=sha256(checkpoint_files(checkpoint, source_format)),
                   description=plan.description))
-  return export_lib.export_hub_module(method, out, info)
+  return export_lib.export_hub_module(method, out, info, leave_out=plan.leave_out)
 
 
 def main(argv, overrides):
@@ -506,7 +546,7 @@ def main(argv, overrides):
                       f"{', '.join(FORMATS.names())}).")
   out = convert(getattr(FLAGS, "from"), FLAGS.checkpoint, FLAGS.model, FLAGS.out,
                 input_normalization=FLAGS.input_normalization,
-                ft_proj_selector=FLAGS.ft_proj_selector)
+                ft_proj_selector=FLAGS.ft_proj_selector, patch_task=FLAGS.patch_task)
   print(f"Wrote {out}")
 
 
@@ -522,4 +562,8 @@ if __name__ == "__main__":
   flags.DEFINE_integer("ft_proj_selector", None,
                        "SimCLR / FNC formats: the projection layer head_supervised was trained "
                        "on (default 0, the backbone's output; SimCLRv2's fine-tuned releases: 1).")
+  flags.DEFINE_string("patch_task", None,
+                       "tf1_hub: the module is one of Revisiting's patch-task nets (jigsaw, "
+                       "relative_patch_location; root conv and last stage of stride 1, which "
+                       "the file does not show): convert it as that method's module.")
   cli.run(main)

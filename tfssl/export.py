@@ -29,13 +29,16 @@ class HubModule(tf.Module):
   variables = None
   trainable_variables = None
 
-  def __init__(self, method):
+  def __init__(self, method, leave_out=()):
     super().__init__(name="tfssl_module")
     self._method = method
-    trackables = dict(method.exported_trackables())
+    trackables = {name: trackable for name, trackable in method.exported_trackables().items()
+                  if name not in leave_out}
     setattr(self, TRACKABLES_ATTRIBUTE, trackables)
     self.variables = [v for trackable in trackables.values() for v in trackable.variables]
-    self.trainable_variables = list(method.exported_trainable_variables())
+    kept = {id(v) for v in self.variables}
+    self.trainable_variables = [v for v in method.exported_trainable_variables()
+                                if id(v) in kept]
     self.regularization_losses = []
     self.__call__ = tf.function(self._represent)
     self.serving_default = tf.function(
@@ -51,9 +54,11 @@ class HubModule(tf.Module):
     return self.serving_default.get_concrete_function()
 
 
-def export_hub_module(method, export_dir, info):
-  """Saves the module to `export_dir` (any TF filesystem path) with `module_info.json`."""
-  module = HubModule(method)
+def export_hub_module(method, export_dir, info, leave_out=()):
+  """Saves the module to `export_dir` (any TF filesystem path) with `module_info.json`.
+  `leave_out`: trackables the module does not hold (parts `representations` never uses
+  that a converted file had no values for)."""
+  module = HubModule(method, leave_out)
   serving = module.trace()
   tf.io.gfile.makedirs(export_dir)
   tf.saved_model.save(module, export_dir, signatures={"serving_default": serving},

@@ -378,7 +378,12 @@ def as_float32(arrays):
   return {path: np.asarray(value, np.float32) for path, value in arrays.items()}
 
 
-# --- Revisiting's and S4L's TF1 Hub modules (pre-activation ResNets) ----------------------
+# --- Revisiting's and S4L's TF1 Hub modules ---------------------------------------------
+#
+# Revisiting's models/resnet.py builds v2 (pre-activation) ResNets, the RevNet, and v1
+# ResNets (its Exemplar, Jigsaw and relative-patch-location configs: `--mode v1`), whose
+# creation order is simclr's (stem conv + BN; per unit the shortcut conv + BN, then three
+# conv + BN), so `_layer_order` names them.
 #
 # A module's variables/ is a TF1 checkpoint named as the module's graph made them, without
 # the training graph's `module/` scope. Revisiting's models/resnet.py leaves tf.layers to
@@ -431,8 +436,8 @@ def _revnet_layer_order(units):
 
 def hub_module_arrays(checkpoint):
   """(tfssl model, width, {backbone path: array}, {head name: {"dense/kernel",
-  "dense/bias"}}, text) of a Revisiting or S4L Hub module's ResNet-N v2 (bottleneck) or
-  Revisiting's RevNet-50, or a UserError saying what the module holds."""
+  "dense/bias"}}, text) of a Revisiting or S4L Hub module's bottleneck ResNet-N (v2;
+  Revisiting's also v1) or Revisiting's RevNet-50, or a UserError saying what it holds."""
   keys = checkpoint.keys()
   arrays, heads = {}, {}
 
@@ -446,7 +451,7 @@ def hub_module_arrays(checkpoint):
                    "dense/bias": checkpoint.take(bias_key)}
 
   if _S4L_STEM in keys:
-    layout = "S4L"
+    layout, version = "S4L", "v2"
     units = {}
     for key in keys:
       if match := _S4L_UNIT.fullmatch(key):
@@ -478,16 +483,18 @@ def hub_module_arrays(checkpoint):
     logits = convs[-1][1] if convs[-1][1].replace("kernel", "bias") in keys else None
     body = convs[:-1] if logits else convs
     num_norms = len({index for index, _, _ in norms})
-    orders = [("resnet", units, _v2_layer_order(units)) for units in _V2_BOTTLENECK.values()]
+    orders = [("v2", units, _v2_layer_order(units)) for units in _V2_BOTTLENECK.values()]
+    orders += [("v1", units, _layer_order(depth)) for depth, units in _V2_BOTTLENECK.items()]
     orders.append(("revnet", _REVNET_UNITS, _revnet_layer_order(_REVNET_UNITS)))
     fits = [fit for fit in orders
             if (len(fit[2][0]), len(fit[2][1])) == (len(body), num_norms)]
     if not fits:
       raise UserError(f"{checkpoint.source} holds {len(body)} convolutions and "
-                      f"{num_norms} batch norms: neither a pre-activation bottleneck "
-                      "ResNet (50, 101, 152) nor the RevNet-50 of Revisiting's "
-                      "models/resnet.py (VGGs are not converted). Nothing was written.")
+                      f"{num_norms} batch norms: neither a v1 or v2 bottleneck ResNet "
+                      "(50, 101, 152) nor the RevNet-50 of Revisiting's models/resnet.py "
+                      "(VGGs are not converted). Nothing was written.")
     kind, units, (conv_names, norm_names) = fits[0]
+    version = "v1" if kind == "v1" else "v2"
     if kind == "revnet":
       layout = "Revisiting RevNet"
     for (_, key), layer in zip(body, conv_names):
@@ -516,6 +523,6 @@ def hub_module_arrays(checkpoint):
     raise UserError(f"{checkpoint.source}: an {layout} ResNet with units {units} per stage, "
                     "which is no ResNet-50/101/152. Nothing was written.")
   width = stem.shape[-1] / 64
-  text = (f"{layout} ResNet-{depth} v2 x{width:g} (filters_factor {4 * width:g}, "
+  text = (f"{layout} ResNet-{depth} {version} x{width:g} (filters_factor {4 * width:g}, "
           f"{stem.shape[-1]}-channel {stem.shape[0]}x{stem.shape[1]} stem)")
-  return f"resnet{depth}_v2", width, arrays, heads, text
+  return f"resnet{depth}_{version}", width, arrays, heads, text
