@@ -339,6 +339,10 @@ def agree(strategy, fn, what):
   If fn raises on any task, every task raises: that task its own error, the others a
   UserError saying so. Without this, the tasks that went on would wait forever for the
   stopped one in their next collective. `what` names the step, for that message.
+
+  fn runs on some tasks only (or does different work on each), so it must not run a
+  collective itself, nor create a variable of `strategy` (which is one): a task would wait
+  in it for peers that never come.
   """
   if strategy is None or not spans_several_hosts(strategy):
     return fn()

@@ -219,7 +219,13 @@ class Trainer:
       self.checkpoint = tf.train.Checkpoint(optimizer=self.optimizer, **state)
     self.history = []  # (step, metrics) after every host loop of this process
     # Only the chief keeps checkpoints (and chooses the one to resume from).
-    self.manager = self._checkpoint_manager() if self.chief else None
+    self.manager = None
+
+    def open_manager():
+      self.manager = self._checkpoint_manager()
+
+    distribute.agree(strategy, open_manager if self.chief else lambda: 0,
+                     "opening the workdir's checkpoints")
     # Every task of a job of several hosts takes part in each save (reading a variable may
     # be a collective), but only the chief's copy is kept.
     self.scratch_dir = None if self.chief else os.path.join(
@@ -264,29 +270,44 @@ class Trainer:
     chosen = distribute.agree(
         self.strategy, self._restore_newest_readable if self.chief else lambda: 0,
         "choosing the checkpoint to resume from")
-    distribute.agree(self.strategy, (lambda: 0) if self.chief else
-                     lambda: self._restore_chosen(chosen), "restoring the chief's checkpoint")
+    if chosen < 0:
+      # Every task together, outside agree: --init_from may create variables (the Polyak
+      # averages it reads), which on several hosts is a collective.
+      self._initialize()
+    else:
+      distribute.agree(self.strategy, (lambda: 0) if self.chief else
+                       lambda: self._restore_checkpoint(chosen),
+                       "restoring the chief's checkpoint")
     return self.step
 
   def _checkpoints_newest_first(self):
-    """The manager's checkpoints, newest first, then the other ckpt-N of the directory
-    that have an index, newest first: its state file (checkpoints/checkpoint), which lists
-    them, may be missing or damaged while the checkpoints themselves are there."""
-    listed = list(reversed(self.manager.checkpoints))
+    """The manager's checkpoints and the other ckpt-N of the directory that have an index,
+    by step, newest first: its state file (checkpoints/checkpoint), which lists them, may
+    be missing, damaged or older than the newest save (cut off between the two writes)."""
+    step_of = lambda path: int(path.rsplit("-", 1)[-1])
+    listed = list(self.manager.checkpoints)
     names = {os.path.basename(path) for path in listed}
     prefixes = [path[:-len(".index")] for path in
                 tf.io.gfile.glob(os.path.join(self.paths["checkpoints"], "ckpt-*.index"))]
-    unlisted = sorted((path for path in prefixes if os.path.basename(path) not in names
-                       and path.rsplit("-", 1)[-1].isdigit()),
-                      key=lambda path: int(path.rsplit("-", 1)[-1]), reverse=True)
-    if unlisted and not listed:
+    unlisted = [path for path in prefixes if os.path.basename(path) not in names
+                and path.rsplit("-", 1)[-1].isdigit()]
+    if unlisted:
       logging.warning(
-          "The checkpoint state file %s is missing or cannot be read, but %s are there: "
-          "resuming from the newest that reads (the next save writes a new state file; "
-          "these are not removed by keep_checkpoints).",
-          os.path.join(self.paths["checkpoints"], "checkpoint"),
-          ", ".join(os.path.basename(path) for path in unlisted))
-    return listed + unlisted
+          "The checkpoint state file %s %s, but %s are there: resuming from the newest "
+          "checkpoint that reads (those it does not list are not removed by "
+          "keep_checkpoints).", os.path.join(self.paths["checkpoints"], "checkpoint"),
+          "does not list them" if listed else "is missing or cannot be read",
+          ", ".join(os.path.basename(path) for path in sorted(unlisted, key=step_of)))
+    return sorted(listed + unlisted, key=step_of, reverse=True)
+
+  def _move_aside(self, damaged_path):
+    """Moves a damaged checkpoint's files into checkpoints/damaged/, where the save of the
+    same step, once training gets there again, does not overwrite them."""
+    aside = os.path.join(self.paths["checkpoints"], "damaged")
+    tf.io.gfile.makedirs(aside)
+    for name in tf.io.gfile.glob(damaged_path + ".*"):
+      tf.io.gfile.rename(name, os.path.join(aside, os.path.basename(name)), overwrite=True)
+    return aside
 
   def _initialize(self):
     """The start of a run without checkpoints: --init_from's weights, or the seed's."""
@@ -296,19 +317,14 @@ class Trainer:
       if self.ema:  # the average starts at the starting weights, not the random ones
         self.ema.reset()
 
-  def _restore_chosen(self, step):
-    """What the chief chose: ckpt-`step`, or (-1) no checkpoint."""
-    if step < 0:
-      self._initialize()
-    else:
-      self.checkpoint.restore(os.path.join(self.paths["checkpoints"], f"ckpt-{step}")) \
-          .assert_existing_objects_matched()
+  def _restore_checkpoint(self, step):
+    self.checkpoint.restore(os.path.join(self.paths["checkpoints"], f"ckpt-{step}")) \
+        .assert_existing_objects_matched()
 
   def _restore_newest_readable(self):
     """Restores the newest checkpoint that reads; returns its step (-1: there is none)."""
     newest_first = self._checkpoints_newest_first()
     if not newest_first:
-      self._initialize()
       return -1
     damaged = []
     for path in newest_first:
@@ -321,18 +337,21 @@ class Trainer:
               f"Checkpoint {path} does not match this run's method/model "
               f"({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:300]}). Use a new "
               "--workdir or the original config. Its checkpoints were not changed.") from e
-        logging.warning("Checkpoint %s cannot be read (%s); trying the one before it. Its "
-                        "files are left as they are.", path, reason)
-        damaged.append(f"{os.path.basename(path)} ({reason})")
+        logging.warning("Checkpoint %s cannot be read (%s); trying the one before it.",
+                        path, reason)
+        damaged.append((path, reason))
         continue
       if damaged:
-        logging.warning("Resumed from %s at step %d: the newer %s could not be read.", path,
-                        self.step, ", ".join(damaged))
+        aside = [self._move_aside(damaged_path) for damaged_path, _ in damaged][0]
+        logging.warning("Resumed from %s at step %d: the newer %s could not be read; their "
+                        "files were moved to %s.", path, self.step,
+                        ", ".join(f"{os.path.basename(p)} ({r})" for p, r in damaged), aside)
       else:
         logging.info("Resumed from %s at step %d.", path, self.step)
       return int(path.rsplit("-", 1)[-1])
     raise UserError(
-        f"No checkpoint in {self.paths['checkpoints']} can be read: {'; '.join(damaged)}. "
+        f"No checkpoint in {self.paths['checkpoints']} can be read: "
+        f"{'; '.join(f'{os.path.basename(p)} ({r})' for p, r in damaged)}. "
         "They were cut short or damaged (a copy or upload interrupted, a bucket object "
         "lost). Restore them from a copy, or move the checkpoints directory aside to train "
         "from step 0. Nothing was deleted.")
@@ -361,7 +380,30 @@ class Trainer:
 
     return train_loop
 
+  def _on_every_task(self, write, what):
+    """`write()` on every task (it may read variables, a collective), then the job agrees
+    that it worked: a chief whose write failed (a full disk, a bucket refusing) must not
+    leave the other tasks waiting for it in the next step."""
+    error, result = None, None
+    try:
+      result = write()
+    except Exception as e:  # pylint: disable=broad-except  # re-raised by agree, job-wide
+      error = e
+
+    def raise_error():
+      if error is not None:
+        raise error
+
+    distribute.agree(self.strategy, raise_error, what)
+    return result
+
   def save_checkpoint(self):
+    return self._on_every_task(self._save_checkpoint, "saving a checkpoint")
+
+  def export(self):
+    return self._on_every_task(self._export, "exporting the hub module")
+
+  def _save_checkpoint(self):
     if self.chief:
       return self.manager.save(checkpoint_number=self.step)
     scratch = tf.train.CheckpointManager(
@@ -377,7 +419,7 @@ class Trainer:
     tf.summary.image("train/augmented_images", _image_grid(images, self.config.summary_images),
                      step=self.step)
 
-  def export(self):
+  def _export(self):
     export_dir = os.path.join(self.scratch_dir or self.paths["export"], str(self.step))
     info = dict(method=self.config.method, model=self.config.model,
                 dataset=self.config.dataset, dataset_dir=self.config.dataset_dir,
