@@ -284,3 +284,27 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_the_rerun_finishes(tmp
   log = (tmp_path / "worker0.log").read_text()
   assert f"at step {saved_step}" in log
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{final}")
+
+
+def test_two_workers_start_from_a_run_that_kept_polyak_averages(tmp_path):
+  """--init_from a run with Polyak averages creates the averages' variables on every task
+  (a collective on several hosts): both workers start from the averaged weights and finish."""
+  source = tmp_path / "averaged"
+  trainer.train(tiny_config("supervised", "train_steps=4", "polyak_averaging=True",
+                            "summary_images=0"), str(source))
+  workdir = tmp_path / "started"
+  command = trainer_command(workdir, f"--init_from={source}", "--config.train_steps=4",
+                            "--config.summary_images=0")
+  ports = free_ports(2)
+  tasks = [_start_task(tmp_path, ports, i, *command) for i in range(2)]
+  try:
+    for i, task in enumerate(tasks):
+      assert task.wait(timeout=300) == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
+  finally:
+    for task in tasks:
+      if task.poll() is None:  # one that hangs
+        task.kill()
+        task.wait()
+  for i in range(2):
+    assert "(Polyak-averaged weights)" in (tmp_path / f"worker{i}.log").read_text()
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-4")
