@@ -116,6 +116,9 @@ def base_config():
   # The --run_eval job.
   c.eval_poll_seconds = 30.0
   c.eval_timeout_seconds = 3600.0  # stop following the workdir after this long without a new checkpoint
+  # A method without a classifier is scored by k-NN (online_knn): its memory is at most this
+  # many labelled training images, a seeded sample of them (<= 0: all).
+  c.knn_max_train_examples = 100_000
   return c
 
 

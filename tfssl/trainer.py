@@ -4,8 +4,8 @@
         --workdir=/tmp/run --config.train_steps=500
     python -m tfssl.trainer ... --run_eval   # follows the workdir's checkpoints, evaluates each
 
-Workdir layout: config.json, checkpoints/, summaries/{train,eval}/, export/hub/<step>/,
-eval/results.json.
+Workdir layout: config.json, checkpoints/, summaries/ (the config as hparams),
+summaries/{train,eval}/, export/hub/<step>/, eval/results.json.
 """
 
 import functools
@@ -28,8 +28,10 @@ from tfssl import distribute
 from tfssl import ema as ema_lib
 from tfssl import experiment as experiment_lib
 from tfssl import export as export_lib
+from tfssl import hparams as hparams_lib
 from tfssl import lease as lease_lib
 from tfssl import methods
+from tfssl import online_knn
 from tfssl import optim
 from tfssl import preemption
 from tfssl import pseudo_labels as pseudo_labels_lib
@@ -43,6 +45,7 @@ def workdir_paths(workdir):
   return {
       "config": os.path.join(workdir, "config.json"),
       "checkpoints": os.path.join(workdir, "checkpoints"),
+      "summaries": os.path.join(workdir, "summaries"),  # the run's hparams (hparams.py)
       "train_summaries": os.path.join(workdir, "summaries", "train"),
       "eval_summaries": os.path.join(workdir, "summaries", "eval"),
       "export": os.path.join(workdir, "export", "hub"),
@@ -676,6 +679,8 @@ def train(config, workdir, strategy=None, exp=None, force_takeover=False):
   lease = prepare_workdir(exp, workdir, strategy if made else None, force_takeover)
   try:
     trainer = Trainer(exp, workdir, _made(strategy), lease=lease)
+    if trainer.chief:
+      hparams_lib.write_session(config, trainer.paths["summaries"], trial_id=workdir)
     trainer.train()
   finally:
     if lease is not None:
@@ -687,7 +692,8 @@ def train(config, workdir, strategy=None, exp=None, force_takeover=False):
 
 
 class Evaluator:
-  """Evaluates checkpoints of a run with the method's own classifier (top-1/top-5)."""
+  """Evaluates checkpoints of a run: with the method's own classifier (top-1/top-5), or for
+  a method without one by k-NN on its `default` representation (online_knn)."""
 
   def __init__(self, exp, workdir, strategy):
     self.exp = exp
@@ -703,6 +709,14 @@ class Evaluator:
       self.ema = make_weight_average(self.method, exp)
       state = dict(self.method.trackables(), **({"ema": self.ema} if self.ema else {}))
       self.checkpoint = tf.train.Checkpoint(**state)
+    self.knn = None
+    if not self._has_classifier():
+      self.knn = online_knn.KnnEvaluator(exp, self.method, strategy)
+      logging.info("%s has no classifier: --run_eval scores each checkpoint by k-NN (k %d, "
+                   "temperature %g) of `default` with %d training images against %s.",
+                   self.config.method, self.knn.k, self.knn.temperature, self.knn.num_memory,
+                   self.knn.source.eval_split)
+      return
 
     def dataset_fn(input_context):
       return datasets.eval_dataset(
@@ -719,11 +733,17 @@ class Evaluator:
 
     self.eval_step = eval_step
 
+  def _has_classifier(self):
+    size = self.exp.image_size
+    return "logits" in self.method.representations(tf.zeros([1, size, size, 3]), training=False)
+
   def evaluate(self, checkpoint_path):
     # Every object of the method (and every Polyak average) must get its saved value.
     self.checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
     if self.ema:  # S4L evaluates the Polyak average
       self.ema.copy_to_variables()
+    if self.knn:
+      return self.knn.evaluate()
     totals = {}
     for batch in self.dataset:
       for k, v in self.eval_step(batch).items():
@@ -740,6 +760,7 @@ class Evaluator:
     results = read_eval_results(self.paths["eval_results"])
     writer = tf.summary.create_file_writer(self.paths["eval_summaries"])
     tf.io.gfile.makedirs(os.path.dirname(self.paths["eval_results"]))
+    protocol = self.knn.record() if self.knn else {}
     for path in tf.train.checkpoints_iterator(
         self.paths["checkpoints"], min_interval_secs=self.config.eval_poll_seconds,
         timeout=self.config.eval_timeout_seconds):
@@ -755,12 +776,8 @@ class Evaluator:
           if step >= self.exp.total_steps:
             break
           continue
-        if not metrics:
-          logging.warning("Method %s has no classifier to evaluate with --run_eval; "
-                          "use python -m tfssl.eval_hub on its exported module.",
-                          self.config.method)
-          return results
-        results[str(step)] = dict(metrics, step=step, split=self.exp.source.eval_split)
+        results[str(step)] = dict(metrics, step=step, split=self.exp.source.eval_split,
+                                  **protocol)
         records.write_json(self.paths["eval_results"], results)
         with writer.as_default():
           for name, value in metrics.items():
