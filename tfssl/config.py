@@ -112,7 +112,7 @@ def base_config():
   # predictions (ln of the classes or prototypes), or embedding_std_normalised below
   # collapsed_embedding_std, for stall_warning_loops consecutive host loops (0: never).
   c.stall_warning_loops = 3
-  c.stall_loss_tolerance = 0.01
+  c.stall_loss_tolerance = 0.02
   c.collapsed_embedding_std = 0.05
   # The chief's lease on the workdir (WORKDIR/lease.json): renewed this often; a lease whose
   # heartbeat is older than lease_stale_seconds (its host gone) is taken over.
