@@ -108,6 +108,12 @@ def base_config():
   c.input_pipeline_per_replica = False
   c.cluster_wait_seconds = 600.0  # how long a task of several hosts waits for the others
   c.summary_images = 16  # augmented training images written to TensorBoard at start
+  # Warn when a loss stays within stall_loss_tolerance (relative) of its value for uniform
+  # predictions (ln of the classes or prototypes), or embedding_std_normalised below
+  # collapsed_embedding_std, for stall_warning_loops consecutive host loops (0: never).
+  c.stall_warning_loops = 3
+  c.stall_loss_tolerance = 0.02
+  c.collapsed_embedding_std = 0.05
   # The chief's lease on the workdir (WORKDIR/lease.json): renewed this often; a lease whose
   # heartbeat is older than lease_stale_seconds (its host gone) is taken over.
   c.lease_heartbeat_seconds = 30.0

@@ -24,6 +24,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 from tfssl import cli
 from tfssl import config as config_lib
 from tfssl import datasets
+from tfssl import diagnostics
 from tfssl import distribute
 from tfssl import ema as ema_lib
 from tfssl import experiment as experiment_lib
@@ -486,6 +487,9 @@ class Trainer:
     last_log = time.time()
     run_start, run_start_step = time.time(), step
     metrics = {}
+    stall_watcher = diagnostics.StallWatcher(
+        self.method.uniform_losses(), config.stall_warning_loops, config.stall_loss_tolerance,
+        config.collapsed_embedding_std, self.method.stall_causes)
     while step < exp.total_steps:
       until_boundary = [exp.total_steps - step, config.steps_per_loop]
       for every in (config.checkpoint_every_steps, config.export_every_steps):
@@ -504,6 +508,7 @@ class Trainer:
       elapsed = time.time() - loop_start
       step = self.step
       self.history.append((step, metrics))
+      stall_watcher.update(metrics, step)
       steps_per_sec = num_steps / max(elapsed, 1e-9)
       tf.summary.scalar("train/learning_rate", float(self.schedule(step - 1)), step=step)
       tf.summary.scalar("train/steps_per_sec", steps_per_sec, step=step)

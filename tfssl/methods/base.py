@@ -15,6 +15,7 @@ the global-batch mean.
 import keras
 import tensorflow as tf
 
+from tfssl import diagnostics
 from tfssl import models
 from tfssl import optim
 from tfssl import preprocess as pp
@@ -108,6 +109,9 @@ class Method:
   # Whether the step exchanges tensors between replicas (e.g. negatives of a contrastive
   # loss); off TPU, XLA cannot compile such a step over several replicas.
   gathers_across_replicas = False
+  # The usual causes of a stalled or collapsed run particular to the method, which the
+  # trainer's warning adds to the general ones (diagnostics.StallWatcher).
+  stall_causes = ""
 
   @classmethod
   def default_config(cls):
@@ -255,6 +259,29 @@ class Method:
   def compute_loss(self, batch, training=True):
     """(loss, metrics) for one per-replica batch; see the module docstring."""
     raise NotImplementedError
+
+  def uniform_losses(self):
+    """{metric: its value while every prediction is uniform} for the losses that have
+    one (ln of the number of classes or prototypes), which the trainer warns about when
+    a run stays there; {} for none."""
+    return {}
+
+  def diagnostic_metrics(self, embeddings=None, probs=None):
+    """Collapse and stall metrics (diagnostics) of the L2-normalised `embeddings` the
+    loss uses and of the predicted distributions `probs` [..., K], as this replica's share
+    (the trainer sums them). Over the global batch where the step exchanges tensors
+    between replicas anyway; otherwise each replica's, averaged (the same on one replica)."""
+    global_sum = cross_replica_sum if self.gathers_across_replicas else tf.identity
+    metrics = {}
+    if embeddings is not None:
+      metrics[diagnostics.EMBEDDING_STD] = diagnostics.normalised_embedding_std(
+          embeddings, global_sum)
+    if probs is not None:
+      metrics[diagnostics.ENTROPY_MEAN_PREDICTION] = diagnostics.mean_prediction_entropy(
+          probs, global_sum)
+      metrics[diagnostics.ENTROPY_PER_SAMPLE] = diagnostics.per_sample_entropy(
+          probs, global_sum)
+    return {name: value / num_replicas() for name, value in metrics.items()}
 
   def weight_decay_loss(self):
     """The L2 term, split over replicas because their gradients are summed."""

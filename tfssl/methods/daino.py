@@ -148,6 +148,9 @@ class Daino(MultiCropSemiSupervised):
   """DINO's self-distillation on unlabelled crops + class one-hots on labelled ones."""
 
   gathers_across_replicas = True  # the centre's mean is all-reduced
+  stall_causes = ("for DINO/Daino, a teacher_temperature (or its warmup) too high for the "
+                  "number of prototypes, a center_momentum that lets centring flatten the "
+                  "targets, or a teacher_momentum too low")
 
   @classmethod
   def default_config(cls):
@@ -348,7 +351,7 @@ class Daino(MultiCropSemiSupervised):
                                       config.warmup_teacher_temperature_epochs)
     targets = tf.reshape(losses.dino_teacher_probs(teacher_scores, self.center.value, temperature),
                          [NUM_GLOBAL_VIEWS, unsup["global"].shape[0], -1])
-    labelled_scores, view_scores, _ = self.student_outputs(batch, training)
+    labelled_scores, view_scores, global_embeddings = self.student_outputs(batch, training)
     per_image = losses.cross_view_cross_entropy(view_scores, targets, config.temperature)
     loss, metrics = self.combined_loss(batch, labelled_scores, per_image, targets, training)
     if training:
@@ -359,7 +362,8 @@ class Daino(MultiCropSemiSupervised):
             losses.updated_center(self.center.value, batch_mean, config.center_momentum))
       with tf.control_dependencies([update]):
         loss = tf.identity(loss)
-    return loss, dict(metrics, teacher_temperature=temperature / num_replicas())
+    return loss, dict(metrics, teacher_temperature=temperature / num_replicas(),
+                      **self.diagnostics_of_views(view_scores, global_embeddings))
 
 
 

@@ -10,6 +10,8 @@ Each embedding is L2-normalised. The released code normalised along the batch ax
 batch; we take that for a slip and follow the paper's per-embedding normalisation.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -85,4 +87,10 @@ class Exemplar(Method):
     labels = tf.repeat(tf.range(num_images), copies)
     per_example = TRIPLET_LOSSES[self.config.triplet_mining](
         embeddings, labels, self.config.triplet_margin)
-    return global_mean(per_example, self.config.batch_size * copies), {}
+    return global_mean(per_example, self.config.batch_size * copies), self.diagnostic_metrics(
+        embeddings)
+
+  def uniform_losses(self):
+    # Every image embedded alike: each triplet's distances are 0.
+    margin = self.config.triplet_margin
+    return {"loss": math.log(2.0) if margin is None else margin}

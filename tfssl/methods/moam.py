@@ -40,12 +40,13 @@ class MOAM(VATLosses, S4LRotation):
     streams = self.rotated_streams(batch, training)
     class_loss, top1 = self.rotated_class_loss(streams)
     rotation_loss, rotation_top1 = self.rotation_loss(streams)
+    unsup_logits = self.head(streams["unsup_features"])
     vat_loss, entmin_loss = self.vat_terms(
-        streams["unsup_images"], self.head(streams["unsup_features"]),
-        self.unsup_batch_size * NUM_ROTATIONS, training=training)
+        streams["unsup_images"], unsup_logits, self.unsup_batch_size * NUM_ROTATIONS,
+        training=training)
     rotation_weight = 1.0 - config.sup_weight - config.vat_weight
     loss = (rotation_weight * rotation_loss + config.sup_weight * class_loss +
             config.vat_weight * vat_loss + config.entmin_weight * entmin_loss)
-    return loss, {"class_loss": class_loss, "rotation_loss": rotation_loss,
-                  "vat_loss": vat_loss, "entmin_loss": entmin_loss, "top1": top1,
-                  "rotation_top1": rotation_top1}
+    return loss, dict(self.rotated_diagnostics(streams, unsup_logits), class_loss=class_loss,
+                      rotation_loss=rotation_loss, vat_loss=vat_loss, entmin_loss=entmin_loss,
+                      top1=top1, rotation_top1=rotation_top1)

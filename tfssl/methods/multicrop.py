@@ -25,6 +25,8 @@ targets and loss on one stream of unlabelled images, `num_prototypes` prototypes
 not classes, and no `logits`.
 """
 
+import math
+
 import tensorflow as tf
 
 from tfssl import losses
@@ -258,6 +260,17 @@ class MultiCropSemiSupervised(Method):
                                      config.batch_size),
         "target_top1": global_mean(target_hits, NUM_GLOBAL_VIEWS * self.unsup_batch_size),
     }
+
+  def diagnostics_of_views(self, view_scores, global_embeddings):
+    """diagnostic_metrics of the global crops' embeddings and of every crop's predicted
+    distribution over the prototypes (softmax of scores / temperature)."""
+    return self.diagnostic_metrics(
+        global_embeddings, tf.nn.softmax(tf.cast(view_scores, tf.float32) /
+                                         self.config.temperature))
+
+  def uniform_losses(self):
+    # Both terms are cross-entropies of the prototype softmax, and their weights sum to 1.
+    return {"loss": math.log(self.num_prototypes)}
 
   def exported_outputs(self, outputs, embeddings, scores):
     """The module's outputs: the backbone's, `proj` and (with classes) `logits`."""

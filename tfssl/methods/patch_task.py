@@ -12,6 +12,8 @@ patches and averages each representation over the nine patches (Revisiting's lin
 evaluation of patch models, `combine_patches=avg_pool`).
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -142,8 +144,12 @@ class PatchTask(Method):
     labels = tf.reshape(labels, [-1])
     per_example = losses.softmax_cross_entropy(logits, labels, self.num_task_classes)
     inputs = self.config.batch_size * arrangements_per_image
-    return global_mean(per_example, inputs), {
-        "task_top1": global_mean(top_k_correct(logits, labels, 1), inputs)}
+    return global_mean(per_example, inputs), dict(
+        self.diagnostic_metrics(embeddings, tf.nn.softmax(logits)),
+        task_top1=global_mean(top_k_correct(logits, labels, 1), inputs))
+
+  def uniform_losses(self):
+    return {"loss": math.log(self.num_task_classes)}
 
   def weight_decay_loss(self):
     """The backbone's decay, plus the head's own (heavier, AlexNet's fc) decay."""

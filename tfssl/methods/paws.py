@@ -28,6 +28,8 @@ Exports `default` and the taps, `proj` (h) and, with the prediction head, `pred`
 soft-NN evaluation uses z, i.e. `pred` with the head and `proj` without.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -130,6 +132,9 @@ class PAWS(Method):
   """Support-set soft nearest-neighbour pseudo-labels across views (see module doc)."""
 
   gathers_across_replicas = True
+  stall_causes = ("for PAWS, a sharpen_temperature too close to 1 (targets stay uniform), "
+                  "a temperature too high for the soft nearest neighbours, support batches "
+                  "too small (support_images_per_class) or me_max_weight fighting the loss")
 
   @classmethod
   def default_config(cls):
@@ -360,14 +365,20 @@ class PAWS(Method):
     me_max = losses.negative_entropy(mean_prediction) / num_replicas()
     loss = cross_entropy + config.me_max_weight * me_max
     large_labels = tf.tile(unsup["label"], [2])
-    return loss, {
+    return loss, dict(self.diagnostic_metrics(anchors, probs), **{
         "paws_loss": cross_entropy,
         "me_max": me_max,
         "support_snn_top1": global_mean(
             top_k_correct(probs[:2 * batch_size], large_labels, 1), 2 * config.batch_size),
         "support_classes_seen": tf.reduce_sum(
             tf.cast(tf.reduce_max(label_matrix, axis=0) > 0.5, tf.float32)) / num_replicas(),
-    }
+    })
+
+  def uniform_losses(self):
+    if self.mode != "pretrain":
+      return {}
+    # Soft nearest neighbours equally near every support class: uniform over those classes.
+    return {"paws_loss": math.log(self.config.support_classes)}
 
   def suncet_loss(self, support):
     """SuNCEt on the support crops (label-smoothed as the support set of pretraining);

@@ -6,6 +6,7 @@ so the input pipeline carries each image once.
 """
 
 import functools
+import math
 
 import tensorflow as tf
 
@@ -64,5 +65,9 @@ class Rotation(WithRotationHead, Method):
     logits = self.rotation_head(features)
     per_example = losses.softmax_cross_entropy(logits, labels, NUM_ROTATIONS)
     inputs = self.config.batch_size * NUM_ROTATIONS
-    return global_mean(per_example, inputs), {
-        "rotation_top1": global_mean(top_k_correct(logits, labels, 1), inputs)}
+    return global_mean(per_example, inputs), dict(
+        self.diagnostic_metrics(features, tf.nn.softmax(logits)),
+        rotation_top1=global_mean(top_k_correct(logits, labels, 1), inputs))
+
+  def uniform_losses(self):
+    return {"loss": math.log(NUM_ROTATIONS)}

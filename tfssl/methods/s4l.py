@@ -13,6 +13,8 @@ one image. (The released code passes the copy and image counts to its triplet he
 swapped order, so its positives are not the copies of one image; we follow the paper.)
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -71,8 +73,20 @@ class S4LRotation(WithRotationHead, SemiSupervised):
     class_loss, top1 = self.rotated_class_loss(streams)
     rotation_loss, rotation_top1 = self.rotation_loss(streams)
     loss = class_loss + self.config.rotation_loss_weight * rotation_loss
-    return loss, {"class_loss": class_loss, "rotation_loss": rotation_loss, "top1": top1,
-                  "rotation_top1": rotation_top1}
+    return loss, dict(self.rotated_diagnostics(streams), class_loss=class_loss,
+                      rotation_loss=rotation_loss, top1=top1, rotation_top1=rotation_top1)
+
+  def rotated_diagnostics(self, streams, unsup_logits=None):
+    """diagnostic_metrics of both streams' features and the class head's predictions on
+    the unlabelled images (`unsup_logits`, when already computed)."""
+    if unsup_logits is None:
+      unsup_logits = self.head(streams["unsup_features"])
+    return self.diagnostic_metrics(
+        tf.concat([streams["sup_features"], streams["unsup_features"]], 0),
+        tf.nn.softmax(unsup_logits))
+
+  def uniform_losses(self):
+    return dict(super().uniform_losses(), rotation_loss=math.log(NUM_ROTATIONS))
 
   def eval_metrics(self, batch):
     """Top-1/top-5 of the upright images and of the logits averaged over their rotations,
@@ -132,7 +146,7 @@ class S4LExemplar(SemiSupervised):
     embeddings = tf.math.l2_normalize(self.embedding(tf.cast(features, tf.float32)), axis=-1)
     labels = tf.repeat(tf.range(num_images), copies)  # copies of an image are consecutive
     per_example = losses.triplet_batch_hard(embeddings, labels, margin=None)
-    return global_mean(per_example, global_images * copies)
+    return global_mean(per_example, global_images * copies), embeddings
 
   def compute_loss(self, batch, training=True):
     copies = self.config.exemplar_copies
@@ -143,8 +157,17 @@ class S4LExemplar(SemiSupervised):
     class_loss, top1 = self.class_loss(self.head(sup_features),
                                        tf.repeat(batch["sup"]["label"], copies),
                                        self.config.batch_size * copies)
-    triplet_loss = 0.5 * (
-        self.triplet_loss(sup_features, sup_images.shape[0], self.config.batch_size) +
-        self.triplet_loss(unsup_features, unsup_images.shape[0], self.unsup_batch_size))
+    sup_triplet, sup_embeddings = self.triplet_loss(sup_features, sup_images.shape[0],
+                                                    self.config.batch_size)
+    unsup_triplet, unsup_embeddings = self.triplet_loss(unsup_features, unsup_images.shape[0],
+                                                        self.unsup_batch_size)
+    triplet_loss = 0.5 * (sup_triplet + unsup_triplet)
     loss = class_loss + self.config.triplet_loss_weight * triplet_loss
-    return loss, {"class_loss": class_loss, "triplet_loss": triplet_loss, "top1": top1}
+    return loss, dict(
+        self.diagnostic_metrics(tf.concat([sup_embeddings, unsup_embeddings], 0),
+                                tf.nn.softmax(self.head(unsup_features))),
+        class_loss=class_loss, triplet_loss=triplet_loss, top1=top1)
+
+  def uniform_losses(self):
+    # Every image embedded alike: each soft-margin triplet's softplus(0).
+    return dict(super().uniform_losses(), triplet_loss=math.log(2.0))

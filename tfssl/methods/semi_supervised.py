@@ -7,6 +7,8 @@ S4L's `apply_model_semi` does; a linear classifier (`head`) on the pre-logits is
 with cross-entropy on the labelled images and exported as `logits`.
 """
 
+import math
+
 import tensorflow as tf
 
 from tfssl import losses
@@ -50,6 +52,9 @@ class SemiSupervised(WithClassifier, Method):
     sizes = [images.shape[0] for images in image_batches]
     features = self.backbone(tf.concat(image_batches, axis=0), training=training)["default"]
     return tf.split(features, sizes, axis=0)
+
+  def uniform_losses(self):
+    return {"class_loss": math.log(self.num_classes)}
 
   def class_loss(self, logits, labels, global_count):
     """(this replica's share of the mean cross-entropy, of the top-1 accuracy)."""

@@ -251,6 +251,7 @@ class SimCLR(Method):
     embeddings = tf.reshape(embeddings, [num_views, batch_size, -1])
     keys = self.contrastive_keys(images, embeddings, training)
     loss, metrics = self.contrastive_loss(embeddings, keys, training)
+    metrics.update(self.diagnostic_metrics(embeddings))
     if self.head is not None and self.config.online_linear_head:
       # The main views only: FNC's support views are extra crops of the same images.
       main = hiddens[self.config.ft_proj_selector][:2 * batch_size]

@@ -92,6 +92,9 @@ class Suave(MultiCropSemiSupervised):
   """SwAV's swapped prediction on unlabelled crops + class one-hots on labelled ones."""
 
   gathers_across_replicas = True  # Sinkhorn-Knopp sums over replicas
+  stall_causes = ("for SwAV/Suave, a sinkhorn_epsilon too large (targets near uniform), "
+                  "prototypes that learn from the first step (freeze_prototypes_steps), or a "
+                  "queue started too early")
 
   @classmethod
   def default_config(cls):
@@ -229,7 +232,8 @@ class Suave(MultiCropSemiSupervised):
     labelled_scores, view_scores, global_embeddings = self.student_outputs(batch, training)
     targets = self.assignments(view_scores[:NUM_GLOBAL_VIEWS], global_embeddings, training)
     per_image = losses.cross_view_cross_entropy(view_scores, targets, self.config.temperature)
-    return self.combined_loss(batch, labelled_scores, per_image, targets, training)
+    loss, metrics = self.combined_loss(batch, labelled_scores, per_image, targets, training)
+    return loss, dict(metrics, **self.diagnostics_of_views(view_scores, global_embeddings))
 
 
 @METHODS.register("swav")

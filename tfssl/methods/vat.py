@@ -134,8 +134,10 @@ class VAT(VATLosses, SemiSupervised):
     vat_loss, entmin_loss = self.vat_terms(images, clean_logits, count, training=training)
     loss = (class_loss + self.config.vat_weight * vat_loss +
             self.config.entmin_weight * entmin_loss)
-    return loss, {"class_loss": class_loss, "vat_loss": vat_loss, "entmin_loss": entmin_loss,
-                  "top1": top1}
+    return loss, dict(
+        self.diagnostic_metrics(tf.concat([sup_features, unsup_features], 0),
+                                tf.nn.softmax(unsup_logits)),
+        class_loss=class_loss, vat_loss=vat_loss, entmin_loss=entmin_loss, top1=top1)
 
 
 @METHODS.register("vat_entmin")
