@@ -482,22 +482,38 @@ def test_image_folder_errors(tmp_path):
     datasets.get_source(f"folder:{tmp_path}")
 
 
-def test_labelled_folder_without_eval_dir_holds_out_a_seeded_share(tmp_path, caplog):
+def _splits(source):
+  return tuple(set(source.labels_and_ids(split)[0]) for split in ("train", datasets.HELD_OUT_SPLIT))
+
+
+def test_labelled_folder_without_eval_dir_holds_out_a_stable_share_of_every_class(
+    tmp_path, caplog):
   for label in range(2):
     for k in range(10):
       write_image(str(tmp_path / "train" / f"c{label}" / "deeper" / f"{k}.png"),
                   np.full([4, 4, 3], k, np.uint8))
-  caplog.set_level("INFO", logger="absl")
   source = datasets.get_source(f"folder:{tmp_path}")
   assert (source.num_classes, source.eval_split) == (2, datasets.HELD_OUT_SPLIT)
-  held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
+  held, held_labels = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
   train, labels = source.labels_and_ids("train")
-  assert (len(held), len(train)) == (2, 18) and not set(held) & set(train)
+  assert len(held) + len(train) == 20 and not set(held) & set(train)
+  assert sorted(held_labels) == [0, 1]  # stratified: a class of 10 holds out one
   assert b"c0/deeper/0.png" in set(train) | set(held)  # images at any depth in a class dir
   assert sorted(set(labels)) == [0, 1]
-  assert "holding out 2 of its 20 images (10%, seed 0) as split 'held_out'" in caplog.text
-  again = datasets.get_source(f"folder:{tmp_path}").labels_and_ids(datasets.HELD_OUT_SPLIT)[0]
-  assert list(again) == list(held)
+  warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any(f"holding out {len(held)} of its 20 images (about 10% of every class" in m
+             and f"put them in {tmp_path}/validation/<class>/" in m for m in warned), warned
+  train_set, held_set = _splits(source)
+  assert _splits(datasets.get_source(f"folder:{tmp_path}")) == (train_set, held_set)
+  # Adding or losing a file moves no other file between the splits.
+  write_image(str(tmp_path / "train" / "c1" / "new.png"), np.zeros([4, 4, 3], np.uint8))
+  added_train, added_held = _splits(datasets.get_source(f"folder:{tmp_path}"))
+  assert added_train - {b"c1/new.png"} == train_set and added_held - {b"c1/new.png"} == held_set
+  for gone in (sorted(train_set)[0], sorted(held_set)[0]):
+    os.rename(tmp_path / "train" / gone.decode(), tmp_path / "aside.png")
+    assert _splits(datasets.get_source(f"folder:{tmp_path}")) == (
+        added_train - {gone}, added_held - {gone})
+    os.rename(tmp_path / "aside.png", tmp_path / "train" / gone.decode())
 
 
 def test_unlabelled_folder_at_any_depth(tmp_path):
@@ -507,7 +523,7 @@ def test_unlabelled_folder_at_any_depth(tmp_path):
   assert source.eval_split == datasets.HELD_OUT_SPLIT
   train, labels = source.labels_and_ids("train")
   held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
-  assert len(train) + len(held) == 30 and len(held) == 3
+  assert len(train) + len(held) == 30 and 1 <= len(held) <= 6
   assert set(labels) == {datasets.UNLABELLED}
   assert sorted(i.decode() for i in set(train) | set(held)) == sorted(
       os.path.relpath(p, tmp_path) for p in paths)
@@ -653,6 +669,57 @@ def test_csv_missing_files_are_counted_and_refused_past_the_threshold(tmp_path, 
   source = datasets.get_source(_write_csv(tmp_path / "few.csv", "path", rows + [("b.png",)]))
   assert source.num_examples("train") + source.num_examples(datasets.HELD_OUT_SPLIT) == 100
   assert "1 of the 101 files" in caplog.text and "b.png" in caplog.text
+
+
+def test_csv_classes_come_from_every_row_and_its_held_out_rows_from_their_paths(tmp_path,
+                                                                                caplog):
+  """A host missing a whole class's files numbers the classes as the others do, and losing
+  a file moves no other file between training and held-out."""
+  rows = [(f"{name}/{k}.png", name) for name in ("ant", "cat") for k in range(60)]
+  rows.insert(60, ("bee/0.png", "bee"))
+  for path, _ in rows:
+    write_image(str(tmp_path / path), np.zeros([2, 2, 3], np.uint8))
+  csv_name = _write_csv(tmp_path / "list.csv", "path,label", rows)
+  everything = datasets.get_source(csv_name)
+  assert everything.eval_split == datasets.HELD_OUT_SPLIT
+  train_set, held_set = _splits(everything)
+  assert _splits(datasets.get_source(csv_name)) == (train_set, held_set)
+  held_labels = everything.labels_and_ids(datasets.HELD_OUT_SPLIT)[1]
+  assert set(held_labels) == {0, 2}  # every class of 10 or more rows is held out from
+  assert 6 <= len(held_set) <= 18  # about 10% of 121
+  for gone in (b"bee/0.png", sorted(train_set - {b"bee/0.png"})[0], sorted(held_set)[0]):
+    os.rename(tmp_path / gone.decode(), tmp_path / "aside.png")
+    source = datasets.get_source(csv_name)
+    os.rename(tmp_path / "aside.png", tmp_path / gone.decode())
+    assert f"1 of the 121 files {tmp_path / 'list.csv'} lists are missing" in caplog.text
+    assert (source.classes, source.num_classes) == (["ant", "bee", "cat"], 3)
+    ids, labels = source.labels_and_ids("train")
+    assert {label for i, label in zip(ids, labels) if i.startswith(b"cat/")} == {2}
+    assert _splits(source) == (train_set - {gone}, held_set - {gone})
+
+
+def test_which_eval_split_and_which_classes_are_used_is_logged(tmp_path, caplog):
+  rows = [(f"{k}.png", k % 2, ["train", "validation", "test"][k % 3]) for k in range(6)]
+  for path, _, _ in rows:
+    write_image(str(tmp_path / path), np.zeros([2, 2, 3], np.uint8))
+  caplog.set_level("INFO", logger="absl")
+  both = datasets.get_source(_write_csv(tmp_path / "both.csv", "path,label,split", rows))
+  assert both.eval_split == "validation" and "test" not in both.splits()
+  assert "has both a validation and a test split in its rows: evaluating on validation; " \
+      "test is not used" in caplog.text
+  # Photos in one subfolder of train/ are one class: said, with how to read them unlabelled.
+  write_image(str(tmp_path / "photos" / "train" / "holiday" / "a.png"),
+              np.zeros([2, 2, 3], np.uint8))
+  write_image(str(tmp_path / "photos" / "train" / "holiday" / "b.png"),
+              np.zeros([2, 2, 3], np.uint8))
+  caplog.clear()
+  assert datasets.get_source(f"folder:{tmp_path / 'photos'}").classes == ["holiday"]
+  train_dir = tmp_path / "photos" / "train"
+  assert [r.levelname for r in caplog.records if "is labelled" in r.getMessage()] == [
+      "WARNING"]
+  assert f"its 1 class(es) are the folders of {train_dir} (holiday). To read every image " \
+      f"under it as unlabelled instead, pass --dataset=folder:{train_dir}." in caplog.text
+  assert not datasets.get_source(f"folder:{train_dir}").has_labels
 
 
 @pytest.mark.parametrize("text,message", [
