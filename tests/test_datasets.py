@@ -256,20 +256,21 @@ def test_any_prepared_tfds_dataset_by_name(tmp_path):
   assert pp.decode_image(tf.constant(example["image"])).shape == (6, 6, 3)
   _assert_partition([_read_ids(source, "train", c) for c in _contexts(2)], list(ids))
   # STL-10's unlabelled split: the unlabelled stream, and what label-free methods train on.
+  # The 2 held-out train examples are not in it: they are what evaluation scores.
   assert source.unlabelled_split == "train+unlabelled"
-  assert source.num_examples("train+unlabelled") == 28
+  assert source.num_examples("train+unlabelled") == 26
   unlabelled_ids, unlabelled_labels = source.labels_and_ids("train+unlabelled")
   assert list(unlabelled_labels).count(datasets.UNLABELLED) == 8
-  assert len(set(unlabelled_ids)) == 28
+  assert len(set(unlabelled_ids)) == 26 and not set(unlabelled_ids) & set(held)
   batch = next(iter(datasets.two_stream_dataset(
-      source, sup_batch_size=4, unsup_batch_size=28, sup_preprocess_fn=_train_fn,
-      unsup_preprocess_fn=_train_fn, shuffle_buffer=28)))
+      source, sup_batch_size=4, unsup_batch_size=26, sup_preprocess_fn=_train_fn,
+      unsup_preprocess_fn=_train_fn, shuffle_buffer=26)))
   assert datasets.UNLABELLED not in batch["sup"]["label"].numpy()
   assert set(batch["unsup"]["id"].numpy()) == set(unlabelled_ids)
   config = lambda method: tiny_config(method, dataset="tfds:tfssl_photos",
                                       dataset_dir=str(tmp_path))
   label_free = experiment.resolve(config("rotation"))
-  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 28)
+  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 26)
   assert experiment.resolve(config("supervised")).source.train_split == "train"
   # A dataset with a test split evaluates on it.
   tfds.builder("tfssl_tiny_images", data_dir=str(tmp_path)).download_and_prepare()

@@ -343,7 +343,8 @@ class TFDSSource(Source):
   `image` feature (else the first Image feature), the label `label` (else the first
   ClassLabel; none: an unlabelled dataset), the evaluation split `test`, else `validation`,
   else the last HELD_OUT_FRACTION of `train` (TFDS shuffled it when it prepared it). An
-  `unlabelled` split (STL-10's) joins `train` as the unlabelled split. Images stay encoded;
+  `unlabelled` split (STL-10's) joins `train` (what remains of it after the held-out part)
+  as the unlabelled split. Images stay encoded;
   ids are the `id` feature where the dataset has one (CIFAR: "train_01234", the index in
   the original train order), else `file_name`, else TFDS's record id.
   """
@@ -397,6 +398,8 @@ class TFDSSource(Source):
     unlabelled = next((split for split in ("unlabelled", "unlabeled") if split in prepared), None)
     if unlabelled:
       self._unlabelled_split = f"train+{unlabelled}"
+      if "train" in self._tfds_splits:  # without the held-out part of train
+        self._tfds_splits[self._unlabelled_split] = f"{self._tfds_splits['train']}+{unlabelled}"
 
   def no_labels_reason(self):
     return " (its features have no ClassLabel)"
