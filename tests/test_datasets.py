@@ -1,6 +1,7 @@
 """Datasets on real-format files written here: CIFAR binaries, a TFDS mock, slim TFRecords,
 image folders (with corrupt images), plus label subsets and the tf.data pipelines."""
 
+import io
 import os
 import re
 
@@ -16,6 +17,7 @@ from tfssl import experiment
 from tfssl import methods
 from tfssl import trainer
 from tfssl import preprocess as pp
+from tfssl.datasets import subsets
 from tfssl.datasets.pipeline import SKIPPED_MESSAGE
 from tfssl.errors import UserError
 
@@ -287,7 +289,8 @@ def test_tfds_names_not_prepared_or_unknown(tmp_path):
 
 
 class FakeImagenetSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """What `tfds build imagenet2012_subset/1pct` leaves, for two training images."""
+  """What `tfds build imagenet2012_subset/1pct` leaves, for two training images (whose bytes
+  are no image: only their file names are read)."""
   name = "imagenet2012_subset"
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="1pct", version=tfds.core.Version("5.0.0"))]
 
@@ -302,15 +305,28 @@ class FakeImagenetSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
   def _generate_examples(self):
     for name in ("n01_1.JPEG", "n02_0.JPEG"):
-      yield name, {"image": np.zeros([4, 4, 3], np.uint8), "label": 0, "file_name": name}
+      yield name, {"image": io.BytesIO(b"not an image"), "label": 0, "file_name": name}
 
 
 def test_imagenet_percent_subsets_from_a_prepared_tfds_imagenet2012_subset(tmp_path):
-  FakeImagenetSubset(data_dir=str(tmp_path), config="1pct").download_and_prepare()
+  builder = FakeImagenetSubset(data_dir=str(tmp_path), config="1pct")
+  builder.download_and_prepare()
   names = np.array([b"n01_0.JPEG", b"n01_1.JPEG", b"n02_0.JPEG", b"n02_1.JPEG"])
-  chosen = datasets.select_labelled_ids("1pct", names, np.array([0, 0, 1, 1]), 2,
-                                        dataset_name="imagenet", dataset_dir=str(tmp_path))
-  assert list(chosen) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  choose = lambda: datasets.select_labelled_ids(
+      "1pct", names, np.array([0, 0, 1, 1]), 2, dataset_name="imagenet",
+      dataset_dir=str(tmp_path))
+  cache = os.path.join(builder.data_dir, subsets.SUBSET_FILE_NAMES)
+  with open(cache, "w") as f:
+    f.write("n01_0.JPEG\n")  # not as many names as the split holds: not trusted
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  # The names are read once: later resolves, here and in other processes, use no record.
+  records = tf.io.gfile.glob(os.path.join(builder.data_dir, "*.tfrecord*"))
+  assert records
+  for record in records:
+    os.remove(record)
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  subsets._subset_file_names.clear()  # pylint: disable=protected-access
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
   with pytest.raises(UserError, match="10percent.txt.*nor prepared as TFDS "
                      "imagenet2012_subset/10pct"):
     datasets.select_labelled_ids("10pct", names, np.array([0, 0, 1, 1]), 2,
