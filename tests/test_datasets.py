@@ -1,6 +1,7 @@
 """Datasets on real-format files written here: CIFAR binaries, a TFDS mock, slim TFRecords,
 image folders (with corrupt images), plus label subsets and the tf.data pipelines."""
 
+import io
 import os
 import re
 
@@ -16,6 +17,7 @@ from tfssl import experiment
 from tfssl import methods
 from tfssl import trainer
 from tfssl import preprocess as pp
+from tfssl.datasets import subsets
 from tfssl.datasets.pipeline import SKIPPED_MESSAGE
 from tfssl.errors import UserError
 
@@ -256,20 +258,21 @@ def test_any_prepared_tfds_dataset_by_name(tmp_path):
   assert pp.decode_image(tf.constant(example["image"])).shape == (6, 6, 3)
   _assert_partition([_read_ids(source, "train", c) for c in _contexts(2)], list(ids))
   # STL-10's unlabelled split: the unlabelled stream, and what label-free methods train on.
+  # The 2 held-out train examples are not in it: they are what evaluation scores.
   assert source.unlabelled_split == "train+unlabelled"
-  assert source.num_examples("train+unlabelled") == 28
+  assert source.num_examples("train+unlabelled") == 26
   unlabelled_ids, unlabelled_labels = source.labels_and_ids("train+unlabelled")
   assert list(unlabelled_labels).count(datasets.UNLABELLED) == 8
-  assert len(set(unlabelled_ids)) == 28
+  assert len(set(unlabelled_ids)) == 26 and not set(unlabelled_ids) & set(held)
   batch = next(iter(datasets.two_stream_dataset(
-      source, sup_batch_size=4, unsup_batch_size=28, sup_preprocess_fn=_train_fn,
-      unsup_preprocess_fn=_train_fn, shuffle_buffer=28)))
+      source, sup_batch_size=4, unsup_batch_size=26, sup_preprocess_fn=_train_fn,
+      unsup_preprocess_fn=_train_fn, shuffle_buffer=26)))
   assert datasets.UNLABELLED not in batch["sup"]["label"].numpy()
   assert set(batch["unsup"]["id"].numpy()) == set(unlabelled_ids)
   config = lambda method: tiny_config(method, dataset="tfds:tfssl_photos",
                                       dataset_dir=str(tmp_path))
   label_free = experiment.resolve(config("rotation"))
-  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 28)
+  assert (label_free.source.train_split, label_free.num_labelled) == ("train+unlabelled", 26)
   assert experiment.resolve(config("supervised")).source.train_split == "train"
   # A dataset with a test split evaluates on it.
   tfds.builder("tfssl_tiny_images", data_dir=str(tmp_path)).download_and_prepare()
@@ -286,7 +289,8 @@ def test_tfds_names_not_prepared_or_unknown(tmp_path):
 
 
 class FakeImagenetSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """What `tfds build imagenet2012_subset/1pct` leaves, for two training images."""
+  """What `tfds build imagenet2012_subset/1pct` leaves, for two training images (whose bytes
+  are no image: only their file names are read)."""
   name = "imagenet2012_subset"
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="1pct", version=tfds.core.Version("5.0.0"))]
 
@@ -301,15 +305,28 @@ class FakeImagenetSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
   def _generate_examples(self):
     for name in ("n01_1.JPEG", "n02_0.JPEG"):
-      yield name, {"image": np.zeros([4, 4, 3], np.uint8), "label": 0, "file_name": name}
+      yield name, {"image": io.BytesIO(b"not an image"), "label": 0, "file_name": name}
 
 
 def test_imagenet_percent_subsets_from_a_prepared_tfds_imagenet2012_subset(tmp_path):
-  FakeImagenetSubset(data_dir=str(tmp_path), config="1pct").download_and_prepare()
+  builder = FakeImagenetSubset(data_dir=str(tmp_path), config="1pct")
+  builder.download_and_prepare()
   names = np.array([b"n01_0.JPEG", b"n01_1.JPEG", b"n02_0.JPEG", b"n02_1.JPEG"])
-  chosen = datasets.select_labelled_ids("1pct", names, np.array([0, 0, 1, 1]), 2,
-                                        dataset_name="imagenet", dataset_dir=str(tmp_path))
-  assert list(chosen) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  choose = lambda: datasets.select_labelled_ids(
+      "1pct", names, np.array([0, 0, 1, 1]), 2, dataset_name="imagenet",
+      dataset_dir=str(tmp_path))
+  cache = os.path.join(builder.data_dir, subsets.SUBSET_FILE_NAMES)
+  with open(cache, "w") as f:
+    f.write("n01_0.JPEG\n")  # not as many names as the split holds: not trusted
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  # The names are read once: later resolves, here and in other processes, use no record.
+  records = tf.io.gfile.glob(os.path.join(builder.data_dir, "*.tfrecord*"))
+  assert records
+  for record in records:
+    os.remove(record)
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
+  subsets._subset_file_names.clear()  # pylint: disable=protected-access
+  assert list(choose()) == [b"n01_1.JPEG", b"n02_0.JPEG"]
   with pytest.raises(UserError, match="10percent.txt.*nor prepared as TFDS "
                      "imagenet2012_subset/10pct"):
     datasets.select_labelled_ids("10pct", names, np.array([0, 0, 1, 1]), 2,
@@ -482,22 +499,38 @@ def test_image_folder_errors(tmp_path):
     datasets.get_source(f"folder:{tmp_path}")
 
 
-def test_labelled_folder_without_eval_dir_holds_out_a_seeded_share(tmp_path, caplog):
+def _splits(source):
+  return tuple(set(source.labels_and_ids(split)[0]) for split in ("train", datasets.HELD_OUT_SPLIT))
+
+
+def test_labelled_folder_without_eval_dir_holds_out_a_stable_share_of_every_class(
+    tmp_path, caplog):
   for label in range(2):
     for k in range(10):
       write_image(str(tmp_path / "train" / f"c{label}" / "deeper" / f"{k}.png"),
                   np.full([4, 4, 3], k, np.uint8))
-  caplog.set_level("INFO", logger="absl")
   source = datasets.get_source(f"folder:{tmp_path}")
   assert (source.num_classes, source.eval_split) == (2, datasets.HELD_OUT_SPLIT)
-  held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
+  held, held_labels = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
   train, labels = source.labels_and_ids("train")
-  assert (len(held), len(train)) == (2, 18) and not set(held) & set(train)
+  assert len(held) + len(train) == 20 and not set(held) & set(train)
+  assert sorted(held_labels) == [0, 1]  # stratified: a class of 10 holds out one
   assert b"c0/deeper/0.png" in set(train) | set(held)  # images at any depth in a class dir
   assert sorted(set(labels)) == [0, 1]
-  assert "holding out 2 of its 20 images (10%, seed 0) as split 'held_out'" in caplog.text
-  again = datasets.get_source(f"folder:{tmp_path}").labels_and_ids(datasets.HELD_OUT_SPLIT)[0]
-  assert list(again) == list(held)
+  warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any(f"holding out {len(held)} of its 20 images (about 10% of every class" in m
+             and f"put them in {tmp_path}/validation/<class>/" in m for m in warned), warned
+  train_set, held_set = _splits(source)
+  assert _splits(datasets.get_source(f"folder:{tmp_path}")) == (train_set, held_set)
+  # Adding or losing a file moves no other file between the splits.
+  write_image(str(tmp_path / "train" / "c1" / "new.png"), np.zeros([4, 4, 3], np.uint8))
+  added_train, added_held = _splits(datasets.get_source(f"folder:{tmp_path}"))
+  assert added_train - {b"c1/new.png"} == train_set and added_held - {b"c1/new.png"} == held_set
+  for gone in (sorted(train_set)[0], sorted(held_set)[0]):
+    os.rename(tmp_path / "train" / gone.decode(), tmp_path / "aside.png")
+    assert _splits(datasets.get_source(f"folder:{tmp_path}")) == (
+        added_train - {gone}, added_held - {gone})
+    os.rename(tmp_path / "aside.png", tmp_path / "train" / gone.decode())
 
 
 def test_unlabelled_folder_at_any_depth(tmp_path):
@@ -507,7 +540,7 @@ def test_unlabelled_folder_at_any_depth(tmp_path):
   assert source.eval_split == datasets.HELD_OUT_SPLIT
   train, labels = source.labels_and_ids("train")
   held, _ = source.labels_and_ids(datasets.HELD_OUT_SPLIT)
-  assert len(train) + len(held) == 30 and len(held) == 3
+  assert len(train) + len(held) == 30 and 1 <= len(held) <= 6
   assert set(labels) == {datasets.UNLABELLED}
   assert sorted(i.decode() for i in set(train) | set(held)) == sorted(
       os.path.relpath(p, tmp_path) for p in paths)
@@ -568,11 +601,30 @@ def test_which_methods_learn_without_labels():
   assert methods.get_method("simclr").uses_labels(tiny_config("simclr", "train_mode=finetune"))
 
 
+# What makes each label-free method's input small enough for 16 px images and quick to make.
+CHEAP_INPUT = {"jigsaw": ["patch_size=5", "patch_jitter=1"],
+               "relative_patch_location": ["patch_size=5", "patch_jitter=1"],
+               "fnc": ["support_size=1"]}
+
+
 def test_data_without_labels_trains_label_free_methods_and_refuses_the_others(tmp_path):
+  """Every label-free method resolves on unlabelled photos and its input pipeline makes a
+  batch from them (training one: test_simclr_trains_on_unlabelled_photos_...)."""
   photos = f"folder:{tmp_path}"
   write_digits(str(tmp_path), count=40)
+  for method_name in sorted(LABEL_FREE):
+    exp = experiment.resolve(tiny_config(method_name, "batch_size=8",
+                                         *CHEAP_INPUT.get(method_name, []), dataset=photos))
+    held = exp.source.num_examples(datasets.HELD_OUT_SPLIT)
+    assert (exp.num_classes, exp.num_labelled) == (0, 40 - held), method_name
+    method = exp.new_method()
+    batch = next(iter(trainer.make_train_dataset_fn(exp, method)(tf.distribute.InputContext())))
+    sizes = {tuple(value.shape)[:1] for value in tf.nest.flatten(batch)}
+    assert sizes == {(8,)}, method_name
+    assert set(batch.get("label", tf.constant([datasets.UNLABELLED])).numpy()) == {
+        datasets.UNLABELLED}, method_name
   exp = experiment.resolve(tiny_config("simclr", dataset=photos))
-  assert exp.num_classes == 0 and exp.num_labelled == 36 and exp.steps_per_epoch == 1
+  assert exp.steps_per_epoch == 1
   method = exp.new_method()
   method.build()
   assert method.head is None and "head" not in method.trackables()
@@ -653,6 +705,57 @@ def test_csv_missing_files_are_counted_and_refused_past_the_threshold(tmp_path, 
   source = datasets.get_source(_write_csv(tmp_path / "few.csv", "path", rows + [("b.png",)]))
   assert source.num_examples("train") + source.num_examples(datasets.HELD_OUT_SPLIT) == 100
   assert "1 of the 101 files" in caplog.text and "b.png" in caplog.text
+
+
+def test_csv_classes_come_from_every_row_and_its_held_out_rows_from_their_paths(tmp_path,
+                                                                                caplog):
+  """A host missing a whole class's files numbers the classes as the others do, and losing
+  a file moves no other file between training and held-out."""
+  rows = [(f"{name}/{k}.png", name) for name in ("ant", "cat") for k in range(60)]
+  rows.insert(60, ("bee/0.png", "bee"))
+  for path, _ in rows:
+    write_image(str(tmp_path / path), np.zeros([2, 2, 3], np.uint8))
+  csv_name = _write_csv(tmp_path / "list.csv", "path,label", rows)
+  everything = datasets.get_source(csv_name)
+  assert everything.eval_split == datasets.HELD_OUT_SPLIT
+  train_set, held_set = _splits(everything)
+  assert _splits(datasets.get_source(csv_name)) == (train_set, held_set)
+  held_labels = everything.labels_and_ids(datasets.HELD_OUT_SPLIT)[1]
+  assert set(held_labels) == {0, 2}  # every class of 10 or more rows is held out from
+  assert 6 <= len(held_set) <= 18  # about 10% of 121
+  for gone in (b"bee/0.png", sorted(train_set - {b"bee/0.png"})[0], sorted(held_set)[0]):
+    os.rename(tmp_path / gone.decode(), tmp_path / "aside.png")
+    source = datasets.get_source(csv_name)
+    os.rename(tmp_path / "aside.png", tmp_path / gone.decode())
+    assert f"1 of the 121 files {tmp_path / 'list.csv'} lists are missing" in caplog.text
+    assert (source.classes, source.num_classes) == (["ant", "bee", "cat"], 3)
+    ids, labels = source.labels_and_ids("train")
+    assert {label for i, label in zip(ids, labels) if i.startswith(b"cat/")} == {2}
+    assert _splits(source) == (train_set - {gone}, held_set - {gone})
+
+
+def test_which_eval_split_and_which_classes_are_used_is_logged(tmp_path, caplog):
+  rows = [(f"{k}.png", k % 2, ["train", "validation", "test"][k % 3]) for k in range(6)]
+  for path, _, _ in rows:
+    write_image(str(tmp_path / path), np.zeros([2, 2, 3], np.uint8))
+  caplog.set_level("INFO", logger="absl")
+  both = datasets.get_source(_write_csv(tmp_path / "both.csv", "path,label,split", rows))
+  assert both.eval_split == "validation" and "test" not in both.splits()
+  assert "has both a validation and a test split in its rows: evaluating on validation; " \
+      "test is not used" in caplog.text
+  # Photos in one subfolder of train/ are one class: said, with how to read them unlabelled.
+  write_image(str(tmp_path / "photos" / "train" / "holiday" / "a.png"),
+              np.zeros([2, 2, 3], np.uint8))
+  write_image(str(tmp_path / "photos" / "train" / "holiday" / "b.png"),
+              np.zeros([2, 2, 3], np.uint8))
+  caplog.clear()
+  assert datasets.get_source(f"folder:{tmp_path / 'photos'}").classes == ["holiday"]
+  train_dir = tmp_path / "photos" / "train"
+  assert [r.levelname for r in caplog.records if "is labelled" in r.getMessage()] == [
+      "WARNING"]
+  assert f"its 1 class(es) are the folders of {train_dir} (holiday). To read every image " \
+      f"under it as unlabelled instead, pass --dataset=folder:{train_dir}." in caplog.text
+  assert not datasets.get_source(f"folder:{train_dir}").has_labels
 
 
 @pytest.mark.parametrize("text,message", [

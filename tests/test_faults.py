@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests import test_datasets
-from tests.helpers import REPO, tiny_config, trainer_command
+from tests.helpers import REPO, tiny_config, trainer_command, write_digits
 from tfssl import datasets
 from tfssl import eval_hub
 from tfssl import experiment
@@ -177,8 +177,11 @@ def _ids_and_seeds(example, seed):
   return {"id": example["id"], "noise": tf.random.stateless_uniform([], seed)}
 
 
-def _resumed_streams():
-  """name -> make(start) of every training stream, small enough to cross epochs."""
+def _resumed_streams(photos_dir):
+  """name -> make(start) of every training stream, small enough to cross epochs; photos_dir
+  holds a folder of images (a source that shuffles its files every epoch, unlike digits)."""
+  write_digits(photos_dir, count=40)
+  photos = datasets.get_source(f"folder:{photos_dir}")
   source = datasets.get_source("digits")
   ids, labels = source.labels_and_ids("train")
   fn = _ids_and_seeds
@@ -197,17 +200,20 @@ def _resumed_streams():
       "two streams": lambda start: datasets.two_stream_dataset(
           source, sup_batch_size=4, unsup_batch_size=64, sup_preprocess_fn=fn,
           unsup_preprocess_fn=fn, sup_ids=ids[:20], shuffle_buffer=32, start_batch=start),
+      "image folder, second of two pipelines": lambda start: datasets.train_dataset(
+          photos, batch_size=8, preprocess_fn=fn, input_context=second_of_two,
+          shuffle_buffer=8, start_batch=start),
       "support": lambda start: datasets.support_dataset(
           source, keep_ids=support_ids, classes_per_step=4, images_per_class=2,
           preprocess_fn=fn, start_step=start),
   }
 
 
-def test_a_resumed_input_stream_continues_where_it_stopped():
+def test_a_resumed_input_stream_continues_where_it_stopped(tmp_path):
   """The batches after the first 13 are the same whether the stream ran through them or
   starts after them (the label subset's 50 examples are 3 epochs of 16-example batches;
   the other streams cross an epoch too), and a resumed stream is still graph ops only."""
-  for name, make in _resumed_streams().items():
+  for name, make in _resumed_streams(str(tmp_path)).items():
     uninterrupted = [batch for _, batch in zip(range(24), make(0))][13:]
     resumed = [batch for _, batch in zip(range(11), make(13))]
     for want, got in zip(uninterrupted, resumed, strict=True):

@@ -13,6 +13,7 @@ without a label column, a TFDS dataset without a ClassLabel) trains label-free m
 """
 
 import csv
+import hashlib
 import io
 import os
 
@@ -31,8 +32,9 @@ TFDS_PREFIX = "tfds:"
 # palette PNG, GIF's first frame, BMP, WebP); a file that still fails is skipped and counted.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 UNLABELLED = -1  # the label of an example whose dataset has none
-# A file list without a validation/test split evaluates on this seeded share of its
-# training files, which it then does not train on (the same files in every run).
+# A file list without a validation/test split evaluates on about this share of its
+# training files, chosen by a seeded hash of each file's id (see held_out_mask), which it
+# then does not train on.
 HELD_OUT_SPLIT = "held_out"
 HELD_OUT_FRACTION = 0.1
 HELD_OUT_SEED = 0
@@ -341,7 +343,8 @@ class TFDSSource(Source):
   `image` feature (else the first Image feature), the label `label` (else the first
   ClassLabel; none: an unlabelled dataset), the evaluation split `test`, else `validation`,
   else the last HELD_OUT_FRACTION of `train` (TFDS shuffled it when it prepared it). An
-  `unlabelled` split (STL-10's) joins `train` as the unlabelled split. Images stay encoded;
+  `unlabelled` split (STL-10's) joins `train` (what remains of it after the held-out part)
+  as the unlabelled split. Images stay encoded;
   ids are the `id` feature where the dataset has one (CIFAR: "train_01234", the index in
   the original train order), else `file_name`, else TFDS's record id.
   """
@@ -395,6 +398,8 @@ class TFDSSource(Source):
     unlabelled = next((split for split in ("unlabelled", "unlabeled") if split in prepared), None)
     if unlabelled:
       self._unlabelled_split = f"train+{unlabelled}"
+      if "train" in self._tfds_splits:  # without the held-out part of train
+        self._tfds_splits[self._unlabelled_split] = f"{self._tfds_splits['train']}+{unlabelled}"
 
   def no_labels_reason(self):
     return " (its features have no ClassLabel)"
@@ -550,13 +555,53 @@ def _images_under(folder):
   return sorted(images), len(others), sorted(others)[:3]
 
 
-def _held_out_mask(count):
-  """Which of `count` files form HELD_OUT_SPLIT: a seeded HELD_OUT_FRACTION of them (at
-  least one, and never all)."""
-  held = min(max(int(round(count * HELD_OUT_FRACTION)), 1), count - 1)
-  mask = np.zeros(count, bool)
-  mask[np.random.RandomState(HELD_OUT_SEED).permutation(count)[:held]] = True
-  return mask
+def _id_hashes(ids):
+  """A number in [0, 1) per id (bytes), from the id and HELD_OUT_SEED alone: the same on
+  every host, in every run and whatever else the data holds."""
+  salt = b"%d/" % HELD_OUT_SEED
+  return np.array([int.from_bytes(hashlib.sha256(salt + i).digest()[:8], "big") / 2.0**64
+                   for i in ids])
+
+
+def held_out_mask(ids, labels):
+  """Which examples form HELD_OUT_SPLIT, stratified by class and stable to files added or
+  removed.
+
+  An example is held out when its id's hash (`_id_hashes`) is below HELD_OUT_FRACTION, which
+  depends on that id alone: adding or losing a file moves no other file between the splits,
+  and each class (the whole set when unlabelled) holds out about that fraction. Exceptions
+  keep both splits usable: a class of at least 1 / HELD_OUT_FRACTION examples none of which
+  falls below holds out its lowest-hashing one, a class never holds out all its examples
+  (its highest-hashing one trains), and if nothing is held out the lowest-hashing example of
+  a class of two or more is.
+  """
+  hashes = _id_hashes(ids)
+  held = hashes < HELD_OUT_FRACTION
+  order = np.lexsort((hashes, labels))  # by class, then by hash
+  starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+  class_size = np.empty(len(ids), int)
+  for members in np.split(order, starts[1:]):
+    class_size[members] = len(members)
+    if len(members) >= round(1 / HELD_OUT_FRACTION) and not held[members].any():
+      held[members[0]] = True
+    if held[members].all():
+      held[members[-1]] = False
+  if not held.any():
+    candidates = np.flatnonzero(class_size >= 2) if (class_size >= 2).any() else order
+    held[candidates[np.argmin(hashes[candidates])]] = True
+  return held
+
+
+EVAL_SPLITS = ("validation", "test")  # a file list evaluates on the first it has
+
+
+def _choose_eval_split(name, present, what):
+  """The split of `present` (EVAL_SPLITS names) to evaluate on, or None; says that the other
+  one is not used when both are there."""
+  if len(present) > 1:
+    logging.warning("%s has both a validation and a test %s: evaluating on validation; test "
+                    "is not used.", name, what)
+  return next((split for split in EVAL_SPLITS if split in present), None)
 
 
 class FileListSource(Source):
@@ -564,7 +609,8 @@ class FileListSource(Source):
   read order. Images are the encoded file contents; a file that does not decode is skipped
   and counted by the pipeline."""
 
-  def __init__(self, name, files, image_size=224, num_classes=0, eval_split=None):
+  def __init__(self, name, files, image_size=224, num_classes=0, eval_split=None,
+               how_to_add_eval_split=""):
     super().__init__()
     self.name, self.image_size, self.num_classes = name, image_size, num_classes
     if not eval_split:
@@ -572,14 +618,16 @@ class FileListSource(Source):
       if len(paths) < 2:
         raise UserError(f"{name} has {len(paths)} image(s): too few to hold some out for "
                         "evaluation. Add images, or a validation split.")
-      held = _held_out_mask(len(paths))
+      held = held_out_mask(ids, labels)
       files = dict(files, **{self.train_split: (paths[~held], labels[~held], ids[~held]),
                              HELD_OUT_SPLIT: (paths[held], labels[held], ids[held])})
       eval_split = HELD_OUT_SPLIT
-      logging.info("%s has no validation or test split: holding out %d of its %d images "
-                   "(%d%%, seed %d) as split '%s' to evaluate on; training on the other %d.",
-                   name, held.sum(), len(paths), round(100 * HELD_OUT_FRACTION),
-                   HELD_OUT_SEED, HELD_OUT_SPLIT, (~held).sum())
+      logging.warning(
+          "%s has no validation or test split: holding out %d of its %d images (about %d%%%s, "
+          "chosen by a hash of each file's path) as split '%s' to evaluate on, and training "
+          "on the other %d only. To evaluate on images of your own, %s.", name, held.sum(),
+          len(paths), round(100 * HELD_OUT_FRACTION), " of every class" if num_classes else "",
+          HELD_OUT_SPLIT, (~held).sum(), how_to_add_eval_split)
     self.eval_split = eval_split
     self._files = files
 
@@ -621,7 +669,8 @@ class FolderSource(FileListSource):
   ("<class>/<file>"). Unlabelled (no class folders under train/): every image under
   PATH/train, or under PATH if it has no train/ dir, at any depth; ids are paths relative to
   that dir. Images are the files ending in IMAGE_EXTENSIONS, at any depth. Without a
-  validation/ or test/ dir the evaluation split is a held-out share (HELD_OUT_SPLIT).
+  validation/ or test/ dir the evaluation split is a held-out share (held_out_mask), with a
+  warning.
   """
 
   def __init__(self, path, image_size=224):
@@ -634,12 +683,19 @@ class FolderSource(FileListSource):
     if tf.io.gfile.isdir(train_dir):
       classes = sorted(c.rstrip("/") for c in tf.io.gfile.listdir(train_dir)
                        if tf.io.gfile.isdir(os.path.join(train_dir, c)))
-    eval_dirs = [s for s in ("validation", "test") if tf.io.gfile.isdir(os.path.join(path, s))]
-    eval_split = eval_dirs[0] if eval_dirs else None
+    eval_split = _choose_eval_split(
+        name, [s for s in EVAL_SPLITS if tf.io.gfile.isdir(os.path.join(path, s))], "dir")
     self.classes = classes
     if classes:
+      # A folder of photos sorted into one or a few subfolders is read as labelled too.
+      (logging.warning if len(classes) == 1 else logging.info)(
+          "%s is labelled: its %d class(es) are the folders of %s (%s%s). To read every image "
+          "under it as unlabelled instead, pass --dataset=%s%s.", name, len(classes), train_dir,
+          ", ".join(classes[:10]), " ..." if len(classes) > 10 else "", FOLDER_PREFIX,
+          train_dir)
       files = {split: self._list_classes(split) for split in ("train", eval_split) if split}
       self._check_classes(files, eval_split)
+      how_to_add_eval_split = f"put them in {path}/validation/<class>/"
     else:
       self._unlabelled_root = train_dir if tf.io.gfile.isdir(train_dir) else path
       files = {"train": self._list_unlabelled(self._unlabelled_root)}
@@ -649,7 +705,10 @@ class FolderSource(FileListSource):
         eval_split = None
       logging.info("%s has no class folders (%s/train/<class>/): reading its %d images as "
                    "unlabelled.", name, path, len(files["train"][0]))
-    super().__init__(name, files, image_size, num_classes=len(classes), eval_split=eval_split)
+      how_to_add_eval_split = (f"put them in {path}/validation/ and the training images in "
+                               f"{path}/train/")
+    super().__init__(name, files, image_size, num_classes=len(classes), eval_split=eval_split,
+                     how_to_add_eval_split=how_to_add_eval_split)
 
   def no_labels_reason(self):
     return (f" (its images are not in class folders {self._path}/train/<class>/, so it is "
@@ -738,9 +797,10 @@ def _csv_labels(cells, csv_path):
 class CsvSource(FileListSource):
   """Images listed in a CSV file: a header with `path` and optional `label` and `split`
   columns (other columns are ignored). Relative paths are relative to the CSV's dir; labels
-  are class names (classes in sorted order) or integer class indices; splits are `train`
-  and optionally `validation` or `test` (without either, a held-out share: HELD_OUT_SPLIT).
-  ids are the paths as the CSV writes them.
+  are class names (classes in sorted order, from every row) or integer class indices;
+  splits are `train` and optionally `validation` or `test` (both: evaluates on validation,
+  with a warning; neither: on a held-out share, see held_out_mask). ids are the paths as the
+  CSV writes them.
 
   Files that are missing or unreadable are counted before training: up to
   MAX_MISSING_FRACTION of them are left out with a warning, more are refused.
@@ -752,28 +812,30 @@ class CsvSource(FileListSource):
     written = [row["path"] for row in rows]
     base = os.path.dirname(path)
     files = [p if os.path.isabs(p) or _is_remote(p) else os.path.join(base, p) for p in written]
-    bad = self._check_readable(files, written)
-    keep = [i for i, f in enumerate(files) if f not in bad]
-    rows, files = [rows[i] for i in keep], [files[i] for i in keep]
     labels, self.classes, num_classes = [UNLABELLED] * len(rows), None, 0
     if "label" in fields:
+      # From every row, before missing files are left out, so that a host missing a whole
+      # class's files numbers the classes as the others do.
       labels, self.classes = _csv_labels([row["label"] for row in rows], path)
       num_classes = len(self.classes) if self.classes else max(labels) + 1
     splits = [row.get("split") or "train" for row in rows]
-    unknown = sorted(set(splits) - {"train", "validation", "test"})
+    unknown = sorted(set(splits) - {"train", *EVAL_SPLITS})
     if unknown:
       raise UserError(f"{path} has split(s) {', '.join(unknown)}: the split column holds "
                       "train, validation or test.")
     if "train" not in splits:
       raise UserError(f"{path} has no rows of split 'train' to train on.")
-    eval_split = next((s for s in ("validation", "test") if s in splits), None)
+    eval_split = _choose_eval_split(CSV_PREFIX + path, set(splits) & set(EVAL_SPLITS),
+                                    "split in its rows")
+    bad = self._check_readable(files, written)
     columns = {}
     for split in ("train", eval_split):
       if split:
-        chosen = [i for i, s in enumerate(splits) if s == split]
+        chosen = [i for i, s in enumerate(splits) if s == split and files[i] not in bad]
         columns[split] = _columns([files[i] for i in chosen], [labels[i] for i in chosen],
-                                  [rows[i]["path"].encode() for i in chosen])
-    super().__init__(CSV_PREFIX + path, columns, image_size, num_classes, eval_split)
+                                  [written[i].encode() for i in chosen])
+    super().__init__(CSV_PREFIX + path, columns, image_size, num_classes, eval_split,
+                     how_to_add_eval_split="add a split column and mark them 'validation'")
 
   def no_labels_reason(self):
     return " (its header has no 'label' column)"

@@ -183,6 +183,12 @@ def _tfds_dirs(dataset_dir):
   return dirs + [os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")]
 
 
+# The file names of a prepared imagenet2012_subset, kept beside its records once read (where
+# that dir is writable) and per process, so that a resolve does not read every record again.
+SUBSET_FILE_NAMES = "tfssl_file_names.txt"
+_subset_file_names = {}  # builder data dir -> file names
+
+
 def _prepared_imagenet_subset(spec, dataset_dir):
   """(file names of a prepared TFDS imagenet2012_subset/<spec>'s train split, where), or
   None where no TFDS data dir holds it prepared."""
@@ -190,13 +196,41 @@ def _prepared_imagenet_subset(spec, dataset_dir):
   for data_dir in _tfds_dirs(dataset_dir):
     builder = tfds.builder(f"imagenet2012_subset/{spec}", data_dir=data_dir)
     if builder.is_prepared():
-      logging.info("Reading the %s list from the file names of %s's imagenet2012_subset/%s.",
-                   spec, data_dir, spec)
-      dataset = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
-      names = [name.decode() for batch in dataset.map(lambda e: e["file_name"]).batch(4096)
-               for name in batch.numpy()]
-      return names, f"{data_dir}/imagenet2012_subset/{spec}"
+      if builder.data_dir not in _subset_file_names:
+        _subset_file_names[builder.data_dir] = _read_subset_file_names(builder)
+      return _subset_file_names[builder.data_dir], f"{data_dir}/imagenet2012_subset/{spec}"
   return None
+
+
+def _read_subset_file_names(builder):
+  """The train split's file names: from SUBSET_FILE_NAMES beside the records if it lists as
+  many as the split holds, else from the records' file_name feature alone (then cached)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  cache = os.path.join(builder.data_dir, SUBSET_FILE_NAMES)
+  count = builder.info.splits["train"].num_examples
+  if tf.io.gfile.exists(cache):
+    with tf.io.gfile.GFile(cache) as f:
+      names = f.read().splitlines()
+    if len(names) == count:
+      return names
+  logging.info("Reading the file names of %s's records (once: they are then kept in %s).",
+               builder.data_dir, cache)
+  dataset = builder.as_dataset(split="train",
+                               decoders=tfds.decode.PartialDecoding({"file_name": True}))
+  names = [name.decode() for batch in dataset.map(lambda e: e["file_name"]).batch(4096)
+           for name in batch.numpy()]
+  # Hosts may write at once: each writes its own file and renames it into place.
+  partial = f"{cache}.{os.getpid()}.{os.urandom(4).hex()}"
+  try:
+    with tf.io.gfile.GFile(partial, "w") as f:
+      f.write("".join(name + "\n" for name in names))
+    tf.io.gfile.rename(partial, cache, overwrite=True)
+  except (tf.errors.OpError, OSError) as e:
+    if tf.io.gfile.exists(partial):
+      tf.io.gfile.remove(partial)
+    logging.info("Cannot keep the file names in %s (%s): they are read again in the next "
+                 "run.", cache, e)
+  return names
 
 
 def imagenet_subset_ids(spec, ids, dataset_dir=None):
